@@ -1,0 +1,205 @@
+"""Task-app activities: the health check, and the evaluation of one candidate on a batch of seeds.
+
+One activity evaluates a whole batch (seeds run concurrently up to `concurrency`), so the orchestration
+costs one activity per trial, not per rollout. A failed rollout is retried with backoff and, if it still
+fails, reported as an error of a named kind: never a score of 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.resources import WorkerResources
+from mipro.activity_models import EvaluateInput, EvaluateOutput, HealthCheckInput, TaskAppInfo
+from mipro.interceptor.registry import CallRecord, Upstream
+from mipro.rollout_protocol import auth_headers, parse_reward, rollout_payload
+from mipro.types import ErrorKind, FewShotExample, SeedOutcome, Usage
+
+log = structlog.get_logger("activities.task_app")
+RETRYABLE: set[str] = {"http_5xx", "timeout", "connection", "bad_json", "llm_error"}
+
+
+class RolloutFailure(Exception):
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def _is_auth_refusal(response: httpx.Response) -> bool:
+    if response.status_code in (401, 403):
+        return True
+    return response.status_code == 400 and "unauthori" in response.text.lower()
+
+
+async def _heartbeat_forever(details: dict[str, Any]) -> None:
+    while True:
+        activity.heartbeat(dict(details))
+        await asyncio.sleep(1.0)
+
+
+class TaskAppActivities:
+    def __init__(self, resources: WorkerResources) -> None:
+        self.res = resources
+
+    @activity.defn(name="check_task_app")
+    async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
+        headers = auth_headers(self.res.secret(inp.task_app_api_key_env))
+        url = inp.task_app_url.rstrip("/")
+        try:
+            health = await self.res.http.get(f"{url}/health", headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            raise ApplicationError(
+                f"task app at {url} is unreachable: {type(exc).__name__}: {exc}",
+                type="TaskAppHealthCheckFailed",
+                non_retryable=True,
+            ) from None
+        if health.status_code != 200:
+            raise ApplicationError(
+                f"task app at {url} answered /health with {health.status_code}: {health.text[:200]}",
+                type="TaskAppHealthCheckFailed",
+                non_retryable=True,
+            )
+        return TaskAppInfo(healthy=True, task_info=await self._task_info(url, headers))
+
+    async def _task_info(self, url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            response = await self.res.http.get(f"{url}/task_info", headers=headers, timeout=10)
+            if response.status_code == 200 and isinstance(body := response.json(), dict):
+                return body
+        return None
+
+    @activity.defn(name="evaluate_candidate")
+    async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
+        target = inp.target
+        upstream = Upstream(
+            base_url=target.policy.inference_url,
+            model=target.policy.model,
+            api_key=self.res.secret(target.policy.api_key_env),
+            price=target.policy_price,
+            timeout_seconds=target.rollout_timeout_seconds,
+        )
+        task_key = self.res.secret(target.task_app_api_key_env)
+        version = self.res.registry.register(inp.candidate, target.stages, upstream, caller_key=task_key)
+        progress: dict[str, Any] = {"label": inp.label, "done": 0, "total": len(inp.seeds)}
+        beat = asyncio.create_task(_heartbeat_forever(progress))
+        semaphore = asyncio.Semaphore(inp.concurrency)
+
+        async def one(seed: int) -> SeedOutcome:
+            async with semaphore:
+                outcome = await self._rollout_with_retries(inp, version, seed, task_key)
+            progress["done"] += 1
+            return outcome
+
+        try:
+            outcomes = await asyncio.gather(*(one(s) for s in inp.seeds))
+        finally:
+            beat.cancel()
+            self.res.registry.unregister(version)
+        return EvaluateOutput(outcomes=list(outcomes))
+
+    async def _rollout_with_retries(
+        self, inp: EvaluateInput, version: str, seed: int, task_key: str | None
+    ) -> SeedOutcome:
+        usage = Usage()
+        attempts = inp.target.rollout_retries + 1
+        for attempt in range(1, attempts + 1):
+            cid = f"trace_{inp.job_id}-{inp.label}-s{seed}-a{attempt}"
+            try:
+                score, calls = await self._rollout_once(inp, version, seed, cid, task_key)
+            except RolloutFailure as failure:
+                usage = usage.plus(_sum_usage(self.res.registry.take_records(version, cid)))
+                log.info(
+                    "rollout_failed",
+                    job_id=inp.job_id,
+                    trial=inp.label,
+                    seed=seed,
+                    attempt=attempt,
+                    kind=failure.kind,
+                    detail=str(failure)[:200],
+                )
+                if failure.kind not in RETRYABLE or attempt == attempts:
+                    return SeedOutcome(
+                        seed=seed,
+                        error=failure.kind,
+                        error_detail=str(failure)[:500],
+                        attempts=attempt,
+                        usage=usage,
+                    )
+                await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+                continue
+            usage = usage.plus(_sum_usage(calls))
+            example = _example(calls, seed, score) if inp.capture_examples else None
+            return SeedOutcome(seed=seed, score=score, attempts=attempt, usage=usage, example=example)
+        raise AssertionError("unreachable")
+
+    async def _rollout_once(
+        self, inp: EvaluateInput, version: str, seed: int, cid: str, task_key: str | None
+    ) -> tuple[float, list[CallRecord]]:
+        target = inp.target
+        inference_url = f"{self.res.interceptor_url}/v1/{version}?cid={cid}"
+        payload = rollout_payload(target, seed, f"prompt-learning-{seed}-{inp.label}", cid, inference_url)
+        try:
+            response = await self.res.http.post(
+                f"{target.task_app_url}/rollout",
+                json=payload,
+                headers=auth_headers(task_key),
+                timeout=target.rollout_timeout_seconds,
+            )
+        except httpx.TimeoutException:
+            raise RolloutFailure("timeout", f"no answer within {target.rollout_timeout_seconds}s") from None
+        except httpx.TransportError as exc:
+            raise RolloutFailure("connection", f"{type(exc).__name__}: {exc}") from None
+        calls = self.res.registry.take_records(version, cid)
+        _raise_for_status(response, calls)
+        try:
+            body = response.json()
+        except ValueError:
+            raise RolloutFailure("bad_json", f"unparseable body: {response.text[:200]!r}") from None
+        score = parse_reward(body)
+        if score is None:
+            raise RolloutFailure("no_reward", "response carries no reward")
+        return score, calls
+
+
+def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None:
+    if response.status_code < 400:
+        return
+    if _is_auth_refusal(response):
+        raise ApplicationError(
+            f"task app refused our key ({response.status_code}): {response.text[:200]}",
+            type="TaskAppAuthError",
+            non_retryable=True,
+        )
+    llm_errors = [c.error for c in calls if c.error]
+    if llm_errors:
+        raise RolloutFailure("llm_error", llm_errors[-1] or "")
+    kind: ErrorKind = "http_5xx" if response.status_code >= 500 else "http_4xx"
+    raise RolloutFailure(kind, f"{response.status_code}: {response.text[:200]}")
+
+
+def _sum_usage(calls: list[CallRecord]) -> Usage:
+    total = Usage()
+    for call in calls:
+        total = total.plus(call.usage)
+    return total
+
+
+def _example(calls: list[CallRecord], seed: int, score: float) -> FewShotExample | None:
+    """The demo a good rollout yields: its final user turn (as the task app sent it) and the answer."""
+    good = [c for c in calls if c.answer is not None]
+    if not good:
+        return None
+    call = good[-1]
+    users = [m for m in call.request_messages if m.role == "user" and m.content]
+    if not users or call.answer is None:
+        return None
+    return FewShotExample(
+        seed=seed, stage_id=call.stage_id, input=users[-1].content or "", answer=call.answer, score=score
+    )

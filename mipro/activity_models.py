@@ -1,0 +1,120 @@
+"""Inputs and outputs of the activities: one pydantic model in, one out, for every activity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, Price
+from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
+
+TASK_QUEUE = "mipro"
+
+
+class RolloutTarget(BaseModel):
+    """Everything an evaluation needs to know about the task app and the policy model (no secrets)."""
+
+    task_app_url: str
+    task_app_api_key_env: str | None
+    env_name: str
+    env_config: dict[str, Any]
+    policy: PolicyConfig
+    policy_price: Price | None
+    stages: list[StageSpec]
+    prompt_template: dict[str, Any]
+    rollout_timeout_seconds: float
+    rollout_retries: int
+
+    @classmethod
+    def from_config(cls, config: JobConfig) -> RolloutTarget:
+        template = {
+            "id": config.initial_prompt.id,
+            "name": config.initial_prompt.name,
+            "sections": [m.model_dump() for m in config.initial_prompt.ordered()],
+            "wildcards": config.initial_prompt.wildcards,
+            "metadata": config.initial_prompt.metadata,
+        }
+        return cls(
+            task_app_url=config.task_app_url.rstrip("/"),
+            task_app_api_key_env=config.task_app_api_key_env,
+            env_name=config.mipro.env_name,
+            env_config=config.env_config,
+            policy=config.policy,
+            policy_price=config.pricing.get(config.policy.model),
+            stages=config.stages(),
+            prompt_template=template,
+            rollout_timeout_seconds=config.mipro.rollout_timeout_seconds,
+            rollout_retries=config.mipro.rollout_retries,
+        )
+
+
+class HealthCheckInput(BaseModel):
+    task_app_url: str
+    task_app_api_key_env: str | None = None
+
+
+class TaskAppInfo(BaseModel):
+    healthy: bool
+    description: str | None = None
+    task_info: dict[str, Any] | None = None
+
+
+class EvaluateInput(BaseModel):
+    job_id: str
+    label: str  # e.g. "trial-0007", "baseline-val": names the correlation ids and the activity summary
+    target: RolloutTarget
+    candidate: CompiledCandidate
+    seeds: list[int]
+    concurrency: int = Field(ge=1)
+    capture_examples: bool = False
+
+
+class EvaluateOutput(BaseModel):
+    outcomes: list[SeedOutcome]  # in the order of `seeds`
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for o in self.outcomes:
+            total = total.plus(o.usage)
+        return total
+
+
+class ProposeInput(BaseModel):
+    job_id: str
+    meta: MetaModelConfig
+    meta_price: Price | None
+    stage: StageSpec
+    task_description: str
+    demos: list[FewShotExample]
+    existing: list[str]
+    n: int = Field(ge=0)
+    duplicate_retry_limit: int
+    seed: int
+    history: list[tuple[str, float]] = Field(default_factory=list)
+
+
+class ProposeOutput(BaseModel):
+    instructions: list[str]
+    usage: Usage
+    duplicates_rejected: int = 0
+    failures: int = 0
+
+
+class SuggestInput(BaseModel):
+    space: list[int]
+    history: list[tuple[list[int], float, int]]  # (params, mean score, n)
+    gamma: float
+    n_candidates: int
+    n_startup_trials: int
+    epsilon: float
+    alpha: float
+    prior_weight: float
+    seed: int
+    k: int
+    exclude: list[list[int]] = Field(default_factory=list)
+
+
+class SuggestOutput(BaseModel):
+    configs: list[list[int]]

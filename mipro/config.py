@@ -1,0 +1,278 @@
+"""Job configuration: pydantic models, TOML/JSON loading, dotted overrides, and errors that name the field.
+
+The file shape follows synth-ai's prompt-learning TOML (`[prompt_learning]`, `initial_prompt`, `policy`,
+`mipro` with its seed pools, `tpe`, termination). Everything is validated before a workflow starts.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mipro.errors import MIPROConfigurationError
+from mipro.types import StageSpec
+
+_FIXES: dict[str, str] = {
+    "missing": "add it to the config",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "greater_than": "use a larger value",
+    "extra_forbidden": "remove it or check its spelling",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessagePattern(Strict):
+    role: Literal["system", "user", "assistant"]
+    pattern: str = Field(min_length=1)
+    order: int = 0
+
+
+class InitialPrompt(Strict):
+    id: str | None = None
+    name: str | None = None
+    messages: list[MessagePattern] = Field(min_length=1)
+    wildcards: dict[str, Literal["REQUIRED", "OPTIONAL"]] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def ordered(self) -> list[MessagePattern]:
+        return sorted(self.messages, key=lambda m: m.order)
+
+
+class PolicyConfig(BaseModel):
+    """The policy model the task app's calls are sent to. Unknown keys pass through to the task app."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    provider: str = "openai"
+    inference_url: str = Field(
+        min_length=1, description="OpenAI-compatible base URL the interceptor forwards to"
+    )
+    api_key_env: str | None = None
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_completion_tokens: int = Field(default=512, ge=1)
+    policy_name: str | None = None
+
+
+class MetaModelConfig(Strict):
+    model: str = Field(min_length=1)
+    provider: str = "openai"
+    inference_url: str = Field(min_length=1)
+    api_key_env: str | None = None
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1)
+
+
+class TPEConfig(Strict):
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
+    n_candidates: int = Field(default=32, ge=1)
+    n_startup_trials: int = Field(default=0, ge=0)
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    categorical_alpha: float = Field(default=1.0, gt=0.0)
+    prior_weight: float = Field(default=1.0, ge=0.0)
+
+
+class TerminationConfig(Strict):
+    max_spend_usd: float | None = Field(default=None, gt=0)
+    max_rollout_spend_usd: float | None = Field(default=None, gt=0)
+    max_proposal_spend_usd: float | None = Field(default=None, gt=0)
+    max_token_limit: int | None = Field(default=None, gt=0)
+    max_duration_minutes: float | None = Field(default=None, gt=0)
+    max_trials_allowed: int | None = Field(default=None, gt=0)
+    max_error_rate: float | None = Field(default=None, gt=0, le=1)
+    max_consecutive_errors: int | None = Field(default=None, gt=0)
+
+
+class Price(Strict):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class MiproSettings(Strict):
+    env_name: str = "banking77"
+    seed: int = 0
+    num_iterations: int = Field(default=20, ge=1)
+    num_evaluations_per_iteration: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    max_concurrent: int = Field(default=20, ge=1)
+    max_parallel_trials: int = Field(default=4, ge=1)
+    max_demo_set_size: int = Field(default=4, ge=0)
+    max_demo_sets: int = Field(default=8, ge=1)
+    few_shot_score_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    max_instructions: int = Field(default=6, ge=1)
+    duplicate_retry_limit: int = Field(default=10, ge=0)
+    generate_at_iterations: list[int] = Field(default_factory=list)
+    validate_every_iterations: int = Field(default=1, ge=1)
+    task_description: str | None = None
+    instruction_candidates: list[str] = Field(default_factory=list)
+    rollout_timeout_seconds: float = Field(default=120.0, gt=0)
+    rollout_retries: int = Field(default=2, ge=0)
+    bootstrap_train_seeds: list[int] = Field(min_length=1)
+    online_pool: list[int] = Field(min_length=1)
+    val_seeds: list[int] = Field(min_length=1)
+    test_pool: list[int] = Field(min_length=1)
+    meta: MetaModelConfig
+    tpe: TPEConfig = Field(default_factory=TPEConfig)
+    stages: list[StageSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_pools(self) -> MiproSettings:
+        held_out = set(self.test_pool)
+        for name in ("bootstrap_train_seeds", "online_pool", "val_seeds"):
+            overlap = held_out & set(getattr(self, name))
+            if overlap:
+                raise ValueError(
+                    f"test_pool overlaps {name} on seeds {sorted(overlap)[:5]}: held-out test seeds must "
+                    "not be used for bootstrapping, search or validation"
+                )
+        if self.batch_size > len(self.online_pool):
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is larger than online_pool ({len(self.online_pool)} seeds): "
+                "lower batch_size or add seeds to online_pool"
+            )
+        return self
+
+
+class JobConfig(Strict):
+    algorithm: Literal["mipro"] = "mipro"
+    task_app_url: str = Field(min_length=1)
+    task_app_id: str | None = None
+    task_app_api_key_env: str | None = None
+    initial_prompt: InitialPrompt
+    policy: PolicyConfig
+    env_config: dict[str, Any] = Field(default_factory=dict)
+    mipro: MiproSettings
+    termination: TerminationConfig = Field(default_factory=TerminationConfig)
+    pricing: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_prompt_and_prices(self) -> JobConfig:
+        texts = [m.pattern for m in self.initial_prompt.messages]
+        for i, stage in enumerate(self.stages()):
+            if not any(stage.baseline_instruction in t for t in texts):
+                raise ValueError(
+                    f"mipro.stages[{i}].baseline_instruction is not found in any initial_prompt message: "
+                    "copy it verbatim from the prompt"
+                )
+        t = self.termination
+        if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
+            for model in (self.policy.model, self.mipro.meta.model):
+                if model not in self.pricing:
+                    raise ValueError(
+                        f"a USD budget is set but pricing has no entry for model {model!r}: add "
+                        f'[prompt_learning.pricing."{model}"] input_per_mtok/output_per_mtok'
+                    )
+        return self
+
+    def stages(self) -> list[StageSpec]:
+        """The configured stages, or one stage whose instruction is the initial prompt's system message."""
+        if self.mipro.stages:
+            return self.mipro.stages
+        system = [m for m in self.initial_prompt.ordered() if m.role == "system"]
+        if not system:
+            raise ValueError(
+                "initial_prompt has no system message and mipro.stages is empty: add a system message "
+                "or declare [[prompt_learning.mipro.stages]] with baseline_instruction"
+            )
+        return [StageSpec(stage_id="default", baseline_instruction=system[0].pattern, match="substring")]
+
+
+def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
+    """Accept synth-ai spellings: flat meta_model keys, top-level seed pools, `termination_config`."""
+    body = dict(body)
+    mipro = dict(body.get("mipro") or {})
+    for pool in ("bootstrap_train_seeds", "online_pool", "test_pool", "val_seeds"):
+        if pool in body and pool not in mipro:
+            mipro[pool] = body.pop(pool)
+    if "validation_pool" in mipro and "val_seeds" not in mipro:
+        mipro["val_seeds"] = mipro.pop("validation_pool")
+    meta = dict(mipro.get("meta") or {})
+    for flat, key in (
+        ("meta_model", "model"),
+        ("meta_model_provider", "provider"),
+        ("meta_model_inference_url", "inference_url"),
+    ):
+        if flat in mipro:
+            meta.setdefault(key, mipro.pop(flat))
+    if meta:
+        meta.setdefault("inference_url", body.get("policy", {}).get("inference_url", ""))
+        mipro["meta"] = meta
+    if "termination_config" in body and "termination" not in body:
+        body["termination"] = body.pop("termination_config")
+    body["mipro"] = mipro
+    return body
+
+
+def _strip_inline_secrets(body: dict[str, Any]) -> dict[str, Any]:
+    """An inline task-app key never reaches workflow history: the worker reads it from its environment."""
+    if "task_app_api_key" in body:
+        body = dict(body)
+        body.pop("task_app_api_key")
+        body.setdefault("task_app_api_key_env", "ENVIRONMENT_API_KEY")
+    return body
+
+
+def _error_from_validation(exc: ValidationError) -> MIPROConfigurationError:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(["prompt_learning", *(str(p) for p in err["loc"])])
+        fix = _FIXES.get(err["type"], "")
+        problems.append((field, err["msg"], fix))
+    return MIPROConfigurationError(problems)
+
+
+def parse_config(raw: dict[str, Any]) -> JobConfig:
+    """Validate a config document (with or without the `prompt_learning` wrapper)."""
+    body = raw.get("prompt_learning", raw)
+    if not isinstance(body, dict):
+        raise MIPROConfigurationError([("prompt_learning", "must be a table", "see configs/ for examples")])
+    body = _strip_inline_secrets(_move_legacy_keys(body))
+    try:
+        return JobConfig.model_validate(body)
+    except ValidationError as exc:
+        raise _error_from_validation(exc) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (paths relative to `prompt_learning`; values parsed as TOML)."""
+    doc = json.loads(json.dumps(raw))
+    body = doc.setdefault("prompt_learning", {}) if "prompt_learning" in doc or not doc else doc
+    for item in overrides:
+        if "=" not in item:
+            raise MIPROConfigurationError(
+                [(item, "override must look like key.path=value", "e.g. mipro.batch_size=8")]
+            )
+        path, value = item.split("=", 1)
+        keys = path.strip().removeprefix("prompt_learning.").split(".")
+        node = body
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _parse_value(value.strip())
+    return doc
+
+
+def load_config_file(path: Path, overrides: list[str] | None = None) -> JobConfig:
+    """Read a TOML or JSON config file, apply overrides, validate."""
+    if not path.exists():
+        raise MIPROConfigurationError([(str(path), "config file not found", "check the path")])
+    text = path.read_text()
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise MIPROConfigurationError([(str(path), f"cannot parse: {exc}", "fix the syntax")]) from None
+    return parse_config(apply_overrides(raw, overrides or []))

@@ -1,0 +1,92 @@
+"""The interceptor's registry: which candidate versions may be served right now, and what their calls cost.
+
+An evaluation activity registers its candidate under a fresh, unguessable version id, hands that URL to the
+task app, and unregisters when done. Nothing else is ever served: the interceptor is never an open proxy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from mipro.config import Price
+from mipro.types import ChatMessage, CompiledCandidate, StageSpec, Usage
+
+
+class Upstream(BaseModel):
+    """Where the policy calls go. The key comes from the worker's environment, never from a job payload."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    price: Price | None = None
+    timeout_seconds: float = 120.0
+    max_attempts: int = 4
+
+
+class CallRecord(BaseModel):
+    """One intercepted LLM call, kept under its correlation id."""
+
+    stage_id: str
+    request_messages: list[ChatMessage]
+    sent_messages: list[ChatMessage]
+    answer: ChatMessage | None
+    usage: Usage
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass
+class Registration:
+    candidate: CompiledCandidate
+    stages: list[StageSpec]
+    upstream: Upstream
+    caller_key: str | None
+    records: dict[str, list[CallRecord]] = field(default_factory=dict)
+
+
+class Registry:
+    """Thread-safe map version id -> registration. Version ids are `<content hash>-<random token>`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, Registration] = {}
+
+    def register(
+        self,
+        candidate: CompiledCandidate,
+        stages: list[StageSpec],
+        upstream: Upstream,
+        caller_key: str | None,
+    ) -> str:
+        version_id = f"{candidate.content_hash[:12]}-{secrets.token_hex(8)}"
+        with self._lock:
+            self._versions[version_id] = Registration(candidate, stages, upstream, caller_key)
+        return version_id
+
+    def unregister(self, version_id: str) -> None:
+        with self._lock:
+            self._versions.pop(version_id, None)
+
+    def get(self, version_id: str) -> Registration | None:
+        with self._lock:
+            return self._versions.get(version_id)
+
+    def record(self, version_id: str, correlation_id: str, call: CallRecord) -> None:
+        with self._lock:
+            reg = self._versions.get(version_id)
+            if reg is not None:
+                reg.records.setdefault(correlation_id, []).append(call)
+
+    def take_records(self, version_id: str, correlation_id: str) -> list[CallRecord]:
+        """Remove and return the calls made under a correlation id (a retried rollout starts clean)."""
+        with self._lock:
+            reg = self._versions.get(version_id)
+            return [] if reg is None else reg.records.pop(correlation_id, [])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._versions)

@@ -1,0 +1,72 @@
+"""Forwarding a chat completion to the OpenAI-compatible upstream, with bounded retries.
+
+429 (honouring Retry-After, capped), 5xx, timeouts, connection errors and malformed bodies are retried up
+to `max_attempts`; then the caller gets a clear error instead of a half answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from mipro.interceptor.registry import Upstream
+
+MAX_RETRY_AFTER_SECONDS = 20.0
+
+
+class UpstreamError(RuntimeError):
+    def __init__(self, message: str, status_code: int = 502) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _retry_delay(response: httpx.Response | None, attempt: int) -> float:
+    if response is not None and (header := response.headers.get("retry-after")):
+        try:
+            return min(float(header), MAX_RETRY_AFTER_SECONDS)
+        except ValueError:
+            pass
+    return min(0.2 * 2**attempt, 5.0)
+
+
+def _valid_completion(body: Any) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
+        return False
+    first = body["choices"][0]
+    return isinstance(first, dict) and isinstance(first.get("message"), dict)
+
+
+async def forward_chat(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
+    """POST body to {base_url}/chat/completions and return a valid completion, retrying transient failures."""
+    url = upstream.base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
+    last = "no attempt made"
+    for attempt in range(upstream.max_attempts):
+        response: httpx.Response | None = None
+        try:
+            response = await client.post(url, json=body, headers=headers, timeout=upstream.timeout_seconds)
+        except httpx.TimeoutException:
+            last = "upstream timed out"
+        except httpx.TransportError as exc:
+            last = f"upstream connection failed: {type(exc).__name__}"
+        if response is not None:
+            if 400 <= response.status_code < 500 and response.status_code != 429:
+                raise UpstreamError(
+                    f"upstream refused the request: {response.status_code} {response.text[:300]}",
+                    status_code=response.status_code,
+                )
+            if response.status_code < 400:
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = None
+                if _valid_completion(data):
+                    return data
+                last = "upstream returned a malformed completion"
+            else:
+                last = f"upstream returned {response.status_code}"
+        if attempt + 1 < upstream.max_attempts:
+            await asyncio.sleep(_retry_delay(response, attempt))
+    raise UpstreamError(f"{last} after {upstream.max_attempts} attempts")

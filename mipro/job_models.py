@@ -1,0 +1,131 @@
+"""The workflow's input, carried state, queries and result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mipro.budget import Counters, Spend
+from mipro.config import JobConfig
+from mipro.types import CandidateChoice, ChatMessage, FewShotExample
+
+Phase = Literal["starting", "health_check", "bootstrap", "proposal", "search", "final_eval", "done"]
+JobStatus = Literal["running", "succeeded", "cancelled", "terminated", "failed"]
+
+
+class Event(BaseModel):
+    seq: int
+    type: str
+    level: Literal["info", "warning", "error"] = "info"
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class TrialRecord(BaseModel):
+    trial: int
+    iteration: int
+    choice: CandidateChoice
+    candidate_hash: str
+    seeds: list[int]
+    minibatch_score: float | None  # mean over successful rollouts; None if all failed
+    paired_lift: float | None  # mean(candidate - baseline) on the same seeds
+    n: int
+    errors: int
+
+
+class CandidateSummary(BaseModel):
+    """A candidate tried, with what is known of it."""
+
+    key: str
+    choice: CandidateChoice
+    candidate_hash: str
+    instructions: list[str]
+    demo_counts: list[int]
+    minibatch_score: float | None
+    minibatch_n: int
+    paired_lift: float | None
+    validation_score: float | None = None
+    test_score: float | None = None
+
+
+class JobState(BaseModel):
+    """Everything the workflow knows. Carried across continue-as-new; rebuilt by replay otherwise."""
+
+    phase: Phase = "starting"
+    started_at: datetime | None = None
+    iteration: int = 0
+    task_description: str = ""
+    instructions: list[list[str]] = Field(default_factory=list)  # per stage
+    demo_pool: list[list[FewShotExample]] = Field(default_factory=list)  # per stage
+    demo_sets: list[list[list[int]]] = Field(default_factory=list)  # per stage: indices into demo_pool
+    baseline_bootstrap_score: float | None = None
+    trials: list[TrialRecord] = Field(default_factory=list)
+    online_cache: dict[str, dict[int, float]] = Field(default_factory=dict)  # candidate hash -> seed -> score
+    validation: dict[str, float] = Field(default_factory=dict)  # candidate key -> validation mean
+    best_key: str | None = None
+    spend: Spend = Field(default_factory=Spend)
+    counters: Counters = Field(default_factory=Counters)
+    events: list[Event] = Field(default_factory=list)
+    next_seq: int = 1
+    stop_reason: str | None = None
+
+
+class MiproJobInput(BaseModel):
+    job_id: str
+    org: str = "default"
+    config: JobConfig
+    state: JobState | None = None
+
+
+class EventsQuery(BaseModel):
+    since_seq: int = 0
+    limit: int = Field(default=200, ge=1, le=5000)
+
+
+class Progress(BaseModel):
+    job_id: str
+    phase: Phase
+    iteration: int
+    num_iterations: int
+    trials_done: int
+    trials_planned: int
+    rollouts_done: int
+    rollout_errors: int
+    errors_by_kind: dict[str, int]
+    baseline_score: float | None
+    best_minibatch_score: float | None
+    best_validation_score: float | None
+    spend_usd: float
+    spend_by_category: dict[str, float]
+    tokens: int
+    elapsed_seconds: float
+    eta_seconds: float | None
+
+
+class BestPrompt(BaseModel):
+    choice: CandidateChoice
+    instructions: list[str]
+    messages: list[ChatMessage]  # ready to use: the initial prompt with the instruction applied and demos
+
+
+class OptimizationResult(BaseModel):
+    job_id: str
+    status: JobStatus
+    stop_reason: str | None
+    best: BestPrompt
+    baseline_test_score: float | None
+    best_test_score: float | None
+    lift: float | None
+    baseline_validation_score: float | None
+    best_validation_score: float | None
+    total_trials: int
+    total_rollouts: int
+    rollout_errors: int
+    errors_by_kind: dict[str, int]
+    attempted_candidates: list[CandidateSummary]
+    costs: Spend
+    elapsed_seconds: float
+    simulated_llm: bool = False

@@ -1,0 +1,57 @@
+"""Aggregates over the trial history: per-candidate scores, paired lift over the baseline. Pure functions."""
+
+from __future__ import annotations
+
+from mipro.job_models import CandidateSummary, JobState
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def lift_stats(
+    cache: dict[int, float], baseline: dict[int, float], seeds: list[int] | None = None
+) -> tuple[float | None, int]:
+    """Mean paired difference candidate - baseline over seeds both have scores for, and how many seeds."""
+    pool = seeds if seeds is not None else sorted(cache)
+    diffs = [cache[s] - baseline[s] for s in pool if s in cache and s in baseline]
+    return mean(diffs), len(diffs)
+
+
+def candidate_summaries(state: JobState, baseline_hash: str, baseline_key: str) -> list[CandidateSummary]:
+    """One summary per distinct candidate tried (and the baseline), in order of first appearance."""
+    base_cache = state.online_cache.get(baseline_hash, {})
+    seen: dict[str, CandidateSummary] = {}
+    for trial in state.trials:
+        if trial.choice.key in seen:
+            continue
+        cache = state.online_cache.get(trial.candidate_hash, {})
+        lift, _ = lift_stats(cache, base_cache)
+        seen[trial.choice.key] = CandidateSummary(
+            key=trial.choice.key,
+            choice=trial.choice,
+            candidate_hash=trial.candidate_hash,
+            instructions=[state.instructions[i][k] for i, k in enumerate(trial.choice.instruction)],
+            demo_counts=[len(state.demo_sets[i][d]) for i, d in enumerate(trial.choice.demo_set)],
+            minibatch_score=mean(list(cache.values())),
+            minibatch_n=len(cache),
+            paired_lift=lift,
+            validation_score=state.validation.get(trial.choice.key),
+        )
+    if baseline_key not in seen and state.instructions:
+        from mipro.types import CandidateChoice
+
+        n = len(state.instructions)
+        choice = CandidateChoice(instruction=[0] * n, demo_set=[0] * n)
+        seen[baseline_key] = CandidateSummary(
+            key=baseline_key,
+            choice=choice,
+            candidate_hash=baseline_hash,
+            instructions=[state.instructions[i][0] for i in range(n)],
+            demo_counts=[0] * n,
+            minibatch_score=mean(list(base_cache.values())),
+            minibatch_n=len(base_cache),
+            paired_lift=0.0 if base_cache else None,
+            validation_score=state.validation.get(baseline_key),
+        )
+    return list(seen.values())

@@ -1,0 +1,92 @@
+"""The task-app wire contract on our side: the rollout request we send and the reward we read back.
+
+The request is a superset of what every known synth-ai task-app generation requires; the reward is read
+leniently from `metrics` or `reward_info` (research/synth_task_app.md §1.3-1.5 and §6).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mipro.activity_models import RolloutTarget
+
+
+def rollout_payload(
+    target: RolloutTarget, seed: int, run_id: str, correlation_id: str, inference_url: str
+) -> dict[str, Any]:
+    """The JSON body of POST /rollout for one seed."""
+    policy = target.policy
+    extra = dict(policy.model_extra or {})
+    policy_config: dict[str, Any] = {
+        **extra,
+        "model": policy.model,
+        "provider": policy.provider,
+        "inference_url": inference_url,
+        "temperature": policy.temperature,
+        "max_completion_tokens": policy.max_completion_tokens,
+        "trace_correlation_id": correlation_id,
+        "prompt_template": target.prompt_template,
+    }
+    return {
+        "run_id": run_id,
+        "trace_correlation_id": correlation_id,
+        "env": {"env_name": target.env_name, "seed": seed, "config": dict(target.env_config)},
+        "policy": {
+            "policy_id": policy.policy_name or target.env_name,
+            "policy_name": policy.policy_name or target.env_name,
+            "config": policy_config,
+        },
+        "ops": ["agent", "env"],
+        "record": {"trajectories": True},
+        "on_done": "reset",
+        "mode": "eval",
+    }
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    if not api_key:
+        return {}
+    return {"X-API-Key": api_key, "X-API-Keys": api_key, "Authorization": f"Bearer {api_key}"}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _from_metrics(metrics: dict[str, Any]) -> float | None:
+    for key in ("outcome_reward", "outcome_score"):
+        if (v := _number(metrics.get(key))) is not None:
+            return v
+    objectives = metrics.get("outcome_objectives")
+    if isinstance(objectives, dict) and (v := _number(objectives.get("reward"))) is not None:
+        return v
+    for key in ("mean_return", "reward_mean"):
+        if (v := _number(metrics.get(key))) is not None:
+            return v
+    for key in ("episode_returns", "episode_rewards"):
+        values = [_number(x) for x in metrics.get(key) or []]
+        if values and all(v is not None for v in values):
+            return sum(values) / len(values)  # type: ignore[arg-type]
+    return None
+
+
+def parse_reward(body: Any) -> float | None:
+    """The rollout's reward, or None when the response carries none (a failed rollout, never a 0)."""
+    if not isinstance(body, dict):
+        return None
+    status = body.get("success_status")
+    if isinstance(status, str) and status.lower() not in ("success", "succeeded", "ok"):
+        return None
+    for key in ("reward_info", "metrics"):
+        metrics = body.get(key)
+        if isinstance(metrics, dict) and (v := _from_metrics(metrics)) is not None:
+            return v
+    trajectories = body.get("trajectories")
+    if isinstance(trajectories, list) and trajectories and isinstance(trajectories[0], dict):
+        steps = trajectories[0].get("steps")
+        if isinstance(steps, list) and steps and isinstance(steps[-1], dict):
+            return _number(steps[-1].get("reward"))
+    return None

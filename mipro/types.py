@@ -1,0 +1,136 @@
+"""Domain types shared by the workflow, the activities, the interceptor and the CLI.
+
+Everything here is a pydantic model so it can cross every boundary (Temporal payloads, HTTP, files).
+This module imports nothing heavy: the workflow sandbox re-imports it for every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message. Unknown keys are kept so nothing a task app sends is lost."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def as_openai(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class FewShotExample(BaseModel):
+    """A demonstration bootstrapped from a good baseline rollout.
+
+    `input` is the final user turn the task app sent (as the interceptor saw it) and `answer` the
+    assistant message the model returned (plain content or tool calls).
+    """
+
+    seed: int
+    stage_id: str
+    input: str
+    answer: ChatMessage
+    score: float
+
+
+class StagePrompt(BaseModel):
+    """The prompt of one stage of a candidate: an instruction and the demos to inject."""
+
+    stage_id: str
+    instruction: str
+    demos: list[FewShotExample] = Field(default_factory=list)
+
+
+class CompiledCandidate(BaseModel):
+    """An immutable candidate prompt, ready for the interceptor. Identified by its content hash."""
+
+    stages: list[StagePrompt]
+
+    @property
+    def content_hash(self) -> str:
+        raw = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+class StageSpec(BaseModel):
+    """Where a stage's instruction lives in the messages the task app sends, and how to change it.
+
+    `mode="replace"` swaps the located baseline text for the candidate instruction; `mode="follow"`
+    keeps it and puts the candidate instruction right after it.
+    """
+
+    stage_id: str = "default"
+    baseline_instruction: str
+    role: str = "system"
+    mode: Literal["replace", "follow"] = "replace"
+    match: Literal["exact", "substring"] = "substring"
+    case_sensitive: bool = True
+
+
+class Usage(BaseModel):
+    """Token usage and cost of LLM calls."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+ErrorKind = Literal[
+    "http_5xx", "http_4xx", "timeout", "connection", "bad_json", "no_reward", "llm_error", "transform"
+]
+
+
+class SeedOutcome(BaseModel):
+    """The result of one rollout of a candidate on one seed: a score, or an error (never both)."""
+
+    seed: int
+    score: float | None = None
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    attempts: int = 1
+    usage: Usage = Field(default_factory=Usage)
+    example: FewShotExample | None = None  # filled only when the evaluation asks to capture demos
+
+    @property
+    def ok(self) -> bool:
+        return self.score is not None
+
+
+class CandidateChoice(BaseModel):
+    """A point of the search space: an instruction index and a demo-set index per stage."""
+
+    instruction: list[int]
+    demo_set: list[int]
+
+    @property
+    def key(self) -> str:
+        parts = [f"{i}:{d}" for i, d in zip(self.instruction, self.demo_set, strict=True)]
+        return "|".join(parts)
+
+    def as_params(self) -> list[int]:
+        out: list[int] = []
+        for i, d in zip(self.instruction, self.demo_set, strict=True):
+            out += [i, d]
+        return out

@@ -1,0 +1,131 @@
+"""The `mipro` command line: server, worker, start, watch, status, result, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from mipro.errors import MIPROConfigurationError
+from mipro.logging_setup import configure_logging
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from starter.stack import STATE_DIR, dev_server_command
+
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    command = dev_server_command(args.port, args.ui_port, STATE_DIR / "temporal.db")
+    print(f"Temporal dev server on 127.0.0.1:{args.port}, UI http://localhost:{args.ui_port}", flush=True)
+    os.execv(command[0], command)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import worker
+
+    worker.main(args.rest)
+    return 0
+
+
+async def _start(args: argparse.Namespace) -> int:
+    from mipro.config import load_config_file
+    from starter import jobs, render
+    from worker import connect
+
+    config = load_config_file(Path(args.config), args.set or [])
+    client = await connect(args.address)
+    handle = await jobs.start_job(client, config, job_id=args.job_id, task_queue=args.task_queue)
+    print(f"job {handle.id} started\nTemporal UI: {jobs.ui_link(handle.id)}", flush=True)
+    if args.watch:
+        await render.watch(client, handle.id)
+        render.print_result(await jobs.result(client, handle.id), jobs.ui_link(handle.id))
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from starter import jobs, render
+    from worker import connect
+
+    p = await jobs.progress(await connect(args.address), args.job)
+    print(p.model_dump_json(indent=2) if args.json else render.progress_line(p))
+    return 0
+
+
+async def _result(args: argparse.Namespace) -> int:
+    from starter import jobs, render
+    from worker import connect
+
+    r = await jobs.result(await connect(args.address), args.job)
+    if args.json:
+        print(r.model_dump_json(indent=2))
+    else:
+        render.print_result(r, jobs.ui_link(args.job))
+    return 0
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from starter import render
+    from worker import connect
+
+    await render.watch(await connect(args.address), args.job)
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from starter.demo import DEFAULT_CONFIG, run_demo
+
+    return await run_demo(Path(args.config) if args.config else DEFAULT_CONFIG, args.set or [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mipro", description="Durable MIPROv2 prompt optimization on Temporal")
+    parser.add_argument("--address", default=None, help="Temporal address (default env TEMPORAL_ADDRESS or "
+                        "localhost:7233)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server", help="run the embedded Temporal dev server (SQLite under .mipro/, UI :8233)")
+    server.add_argument("--port", type=int, default=7233)
+    server.add_argument("--ui-port", type=int, default=8233)
+    worker = sub.add_parser("worker", help="run a worker (Temporal worker + interceptor)")
+    worker.add_argument("rest", nargs=argparse.REMAINDER, help="worker options, see `mipro worker --help`")
+    start = sub.add_parser("start", help="validate a config and start a job")
+    start.add_argument("config")
+    start.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. mipro.batch_size=8")
+    start.add_argument("--watch", action="store_true", help="show live progress until the job ends")
+    start.add_argument("--job-id", default=None)
+    start.add_argument("--task-queue", default="mipro")
+    for name, helptext in (("status", "print a job's progress"), ("result", "print a job's result"),
+                           ("watch", "live progress until the job ends")):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("job")
+        if name != "watch":
+            cmd.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="run one full optimization on the embedded stack (simulated LLM)")
+    demo.add_argument("--config", default=None)
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE")
+    return parser
+
+
+ASYNC_COMMANDS = {"start": _start, "status": _status, "result": _result, "watch": _watch, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    configure_logging(os.environ.get("MIPRO_LOG_LEVEL", "WARNING"))
+    try:
+        if args.command == "server":
+            code = _cmd_server(args)
+        elif args.command == "worker":
+            code = _cmd_worker(args)
+        else:
+            code = asyncio.run(ASYNC_COMMANDS[args.command](args))
+    except MIPROConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

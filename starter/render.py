@@ -1,0 +1,77 @@
+"""Terminal output: live progress while a job runs, and the result once it is done."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from mipro.job_models import OptimizationResult
+from mipro.job_models import Progress as JobProgress
+from starter import jobs
+
+console = Console()
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def progress_line(p: JobProgress) -> str:
+    eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "-"
+    return (f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  rollouts {p.rollouts_done} "
+            f"(errors {p.rollout_errors})  baseline {_fmt(p.baseline_score)}  best mb {_fmt(p.best_minibatch_score)}"
+            f"  best val {_fmt(p.best_validation_score)}  ${p.spend_usd:.4f}  eta {eta}")
+
+
+async def watch(client: Client, job_id: str, interval: float = 0.5) -> None:
+    """Show a live progress bar until the job ends."""
+    handle = client.get_workflow_handle(job_id)
+    done = asyncio.ensure_future(handle.result())
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[line]}")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("trials", total=None, line="starting")
+        while not done.done():
+            try:
+                p = await jobs.progress(client, job_id)
+                bar.update(task, total=p.trials_planned, completed=p.trials_done, description=p.phase,
+                           line=progress_line(p).split("  ", 1)[1])
+            except RPCError:
+                pass
+            await asyncio.wait({done}, timeout=interval)
+    done.exception()  # surface a failed job to the caller via handle.result() later
+
+
+def print_result(r: OptimizationResult, ui_link: str) -> None:
+    table = Table(title=f"MIPRO job {r.job_id}: {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else ""))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("baseline test score", _fmt(r.baseline_test_score)),
+        ("best test score", _fmt(r.best_test_score)),
+        ("lift", _fmt(r.lift)),
+        ("baseline validation score", _fmt(r.baseline_validation_score)),
+        ("best validation score", _fmt(r.best_validation_score)),
+        ("trials", str(r.total_trials)),
+        ("candidates tried", str(len(r.attempted_candidates))),
+        ("rollouts", f"{r.total_rollouts} ({r.rollout_errors} failed)"),
+        ("policy tokens / cost", f"{r.costs.rollout.total_tokens} / ${r.costs.rollout.cost_usd:.4f}"),
+        ("meta-model tokens / cost", f"{r.costs.proposal.total_tokens} / ${r.costs.proposal.cost_usd:.4f}"),
+        ("total cost", f"${r.costs.total.cost_usd:.4f}"),
+        ("wall time (workflow)", f"{r.elapsed_seconds:.1f}s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if r.simulated_llm:
+        console.print("[bold yellow]The LLM was SIMULATED[/] (mipro.simllm): scores and costs show the "
+                      "optimizer working, not the quality of a real model.")
+    prompt = "\n\n".join(f"[{m.role}]\n{m.content or m.tool_calls}" for m in r.best.messages)
+    console.print(Panel(prompt, title=f"best prompt (candidate {r.best.choice.key})", expand=False))
+    console.print(f"Temporal UI: {ui_link}")

