@@ -34,6 +34,19 @@ class TrialRecord(BaseModel):
     paired_lift: float | None  # mean(candidate - baseline) on the same seeds
     n: int
     errors: int
+    elapsed_seconds: float = 0.0  # since the job started, when the trial was recorded
+    spend_usd: float = 0.0  # cumulative spend of the job when the trial was recorded
+
+
+class ValidationRecord(BaseModel):
+    """A promotion: one candidate evaluated on the validation seeds."""
+
+    after_trials: int
+    key: str
+    score: float
+    incumbent: bool  # it became the best so far
+    elapsed_seconds: float
+    spend_usd: float
 
 
 class CandidateSummary(BaseModel):
@@ -65,12 +78,14 @@ class JobState(BaseModel):
     trials: list[TrialRecord] = Field(default_factory=list)
     online_cache: dict[str, dict[int, float]] = Field(default_factory=dict)  # candidate hash -> seed -> score
     validation: dict[str, float] = Field(default_factory=dict)  # candidate key -> validation mean
+    validations: list[ValidationRecord] = Field(default_factory=list)
     best_key: str | None = None
     spend: Spend = Field(default_factory=Spend)
     counters: Counters = Field(default_factory=Counters)
     events: list[Event] = Field(default_factory=list)
     next_seq: int = 1
     stop_reason: str | None = None
+    regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
 
 
 class MiproJobInput(BaseModel):
@@ -78,6 +93,7 @@ class MiproJobInput(BaseModel):
     org: str = "default"
     config: JobConfig
     state: JobState | None = None
+    upsert_search_attributes: bool = True  # False when the namespace lacks them (see mipro.search_attributes)
 
 
 class EventsQuery(BaseModel):
@@ -126,6 +142,8 @@ class OptimizationResult(BaseModel):
     rollout_errors: int
     errors_by_kind: dict[str, int]
     attempted_candidates: list[CandidateSummary]
+    trials: list[TrialRecord]
+    validations: list[ValidationRecord]
     costs: Spend
     elapsed_seconds: float
     simulated_llm: bool = False

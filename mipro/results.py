@@ -55,3 +55,12 @@ def candidate_summaries(state: JobState, baseline_hash: str, baseline_key: str) 
             validation_score=state.validation.get(baseline_key),
         )
     return list(seen.values())
+
+
+def instruction_scores(state: JobState, stage: int) -> list[tuple[str, float]]:
+    """Each tried instruction of a stage with the mean minibatch score of the candidates using it."""
+    per_instruction: dict[int, list[float]] = {}
+    for trial in state.trials:
+        if trial.minibatch_score is not None:
+            per_instruction.setdefault(trial.choice.instruction[stage], []).append(trial.minibatch_score)
+    return [(state.instructions[stage][k], sum(v) / len(v)) for k, v in sorted(per_instruction.items())]

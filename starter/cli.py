@@ -1,4 +1,5 @@
-"""The `mipro` command line: server, worker, start, watch, status, result, demo."""
+"""The `mipro` command line: server, worker, start, watch, status, result, pause, resume, cancel, list,
+report, demo."""
 
 from __future__ import annotations
 
@@ -73,6 +74,57 @@ async def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _pause_or_resume(args: argparse.Namespace) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from starter import jobs, render
+    from worker import connect
+    from workflows.mipro_workflow import MiproWorkflow
+
+    handle = jobs.handle(await connect(args.address), args.job)
+    update = MiproWorkflow.pause if args.command == "pause" else MiproWorkflow.resume
+    try:
+        progress = await handle.execute_update(update)
+    except WorkflowUpdateFailedError as exc:
+        print(f"error: {args.command} refused: {exc.cause.message if exc.cause else exc}", file=sys.stderr)
+        return 1
+    print(f"{args.command}d: {render.progress_line(progress)}")
+    return 0
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    from starter import jobs, render
+    from worker import connect
+
+    client = await connect(args.address)
+    await jobs.handle(client, args.job).cancel()
+    print(f"cancellation requested for {args.job}; in-flight rollouts are being cancelled")
+    if args.wait:
+        render.print_result(await jobs.result(client, args.job), jobs.ui_link(args.job))
+    return 0
+
+
+async def _list(args: argparse.Namespace) -> int:
+    from starter import jobs, render
+    from worker import connect
+
+    rows = await jobs.list_jobs(await connect(args.address), status=args.status, limit=args.limit)
+    render.print_job_list(rows)
+    return 0
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from mipro.report import render_report
+
+    from starter import jobs
+    from worker import connect
+
+    result = await jobs.result(await connect(args.address), args.job)
+    Path(args.out).write_text(render_report(result))
+    print(f"report written to {args.out}")
+    return 0
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from starter.demo import DEFAULT_CONFIG, run_demo
 
@@ -111,13 +163,35 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("job")
         if name != "watch":
             cmd.add_argument("--json", action="store_true")
+    for name, helptext in (("pause", "pause a job: no new trial starts"), ("resume", "resume a paused job")):
+        sub.add_parser(name, help=helptext).add_argument("job")
+    cancel = sub.add_parser("cancel", help="cancel a job; it keeps the best result found so far")
+    cancel.add_argument("job")
+    cancel.add_argument("--wait", action="store_true", help="wait for and print the cancelled result")
+    listing = sub.add_parser("list", help="list jobs (Temporal visibility)")
+    listing.add_argument("--status", default=None, help="running, paused, succeeded, cancelled, ...")
+    listing.add_argument("--limit", type=int, default=50)
+    report = sub.add_parser("report", help="write a self-contained HTML report of a finished job")
+    report.add_argument("job")
+    report.add_argument("--out", default="report.html")
     demo = sub.add_parser("demo", help="run one full optimization on the embedded stack (simulated LLM)")
     demo.add_argument("--config", default=None)
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")
     return parser
 
 
-ASYNC_COMMANDS = {"start": _start, "status": _status, "result": _result, "watch": _watch, "demo": _demo}
+ASYNC_COMMANDS = {
+    "start": _start,
+    "status": _status,
+    "result": _result,
+    "watch": _watch,
+    "pause": _pause_or_resume,
+    "resume": _pause_or_resume,
+    "cancel": _cancel,
+    "list": _list,
+    "report": _report,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

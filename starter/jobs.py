@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
+import structlog
+from pydantic import BaseModel
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
+from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
 from mipro.config import JobConfig
 from mipro.job_models import MiproJobInput, OptimizationResult, Progress
 from workflows.mipro_workflow import MiproWorkflow
 
 UI_BASE = "http://localhost:8233"
+log = structlog.get_logger("jobs")
 
 
 def new_job_id() -> str:
@@ -23,6 +34,26 @@ def ui_link(job_id: str, namespace: str = "default", ui_base: str = UI_BASE) -> 
     return f"{ui_base}/namespaces/{namespace}/workflows/{job_id}"
 
 
+async def search_attributes_registered(client: Client) -> bool:
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    return all(key.name in response.custom_attributes for key in sa.ALL)
+
+
+def static_details(config: JobConfig) -> str:
+    """Markdown shown on the job's page in the Temporal UI."""
+    m = config.mipro
+    return (
+        f"**task app** {config.task_app_url} ({config.task_app_id or m.env_name})  \n"
+        f"**policy** {config.policy.model} ({config.policy.provider}) · **meta** {m.meta.model}  \n"
+        f"**search** {m.num_iterations} iterations x {m.num_evaluations_per_iteration} trials, "
+        f"batch {m.batch_size}, seed {m.seed}  \n"
+        f"**pools** bootstrap {len(m.bootstrap_train_seeds)}, online {len(m.online_pool)}, "
+        f"validation {len(m.val_seeds)}, test {len(m.test_pool)}"
+    )
+
+
 async def start_job(
     client: Client,
     config: JobConfig,
@@ -31,23 +62,75 @@ async def start_job(
     task_queue: str = TASK_QUEUE,
 ) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:
     job_id = job_id or new_job_id()
+    upsert = await search_attributes_registered(client)
+    if not upsert:
+        log.warning(
+            "search_attributes_missing",
+            namespace=client.namespace,
+            fix="start the server with `mipro server`, or register them (README, Temporal UI)",
+        )
+    initial = (
+        TypedSearchAttributes([SearchAttributePair(sa.STATUS, "running"), SearchAttributePair(sa.ORG, org)])
+        if upsert
+        else None
+    )
     summary = (
         f"MIPRO {config.task_app_id or config.mipro.env_name} @ {config.task_app_url} ({config.policy.model})"
     )
     return await client.start_workflow(
         MiproWorkflow.run,
-        MiproJobInput(job_id=job_id, org=org, config=config),
+        MiproJobInput(job_id=job_id, org=org, config=config, upsert_search_attributes=upsert),
         id=job_id,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         static_summary=summary[:200],
+        static_details=static_details(config),
+        search_attributes=initial,
     )
 
 
+def handle(client: Client, job_id: str) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:
+    return client.get_workflow_handle_for(MiproWorkflow.run, job_id)
+
+
 async def progress(client: Client, job_id: str) -> Progress:
-    return await client.get_workflow_handle_for(MiproWorkflow.run, job_id).query(MiproWorkflow.progress)
+    return await handle(client, job_id).query(MiproWorkflow.progress)
 
 
 async def result(client: Client, job_id: str) -> OptimizationResult:
-    return await client.get_workflow_handle_for(MiproWorkflow.run, job_id).result()
+    return await handle(client, job_id).result()
+
+
+class JobRow(BaseModel):
+    job_id: str
+    temporal_status: str
+    status: str | None
+    org: str | None
+    best_score: float | None
+    trials: int | None
+    spend_usd: float | None
+    started_at: datetime | None
+
+
+async def list_jobs(client: Client, status: str | None = None, limit: int = 50) -> list[JobRow]:
+    """Jobs from Temporal visibility, newest first, optionally filtered by our status search attribute."""
+    query = "WorkflowType = 'MiproWorkflow'"
+    if status:
+        query += f" AND {sa.STATUS.name} = '{status}'"
+    rows: list[JobRow] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        rows.append(
+            JobRow(
+                job_id=wf.id,
+                temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                status=attrs.get(sa.STATUS),
+                org=attrs.get(sa.ORG),
+                best_score=attrs.get(sa.BEST_SCORE),
+                trials=attrs.get(sa.TRIALS),
+                spend_usd=attrs.get(sa.SPEND_USD),
+                started_at=wf.start_time,
+            )
+        )
+    return rows

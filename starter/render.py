@@ -15,6 +15,7 @@ from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
 from mipro.types import ChatMessage
 from starter import jobs
+from starter.jobs import JobRow
 
 console = Console()
 
@@ -104,3 +105,23 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
     prompt = "\n\n".join(_message_preview(m) for m in r.best.messages)
     console.print(Panel(prompt, title=f"best prompt (candidate {r.best.choice.key})", expand=False))
     console.print(f"Temporal UI: {ui_link}")
+
+
+def print_job_list(rows: list[JobRow]) -> None:
+    table = Table(title=f"{len(rows)} MIPRO jobs")
+    for column in ("job", "temporal", "status", "org", "best val", "trials", "spend", "started"):
+        table.add_column(column)
+    for r in rows:
+        started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
+        spend = "-" if r.spend_usd is None else f"${r.spend_usd:.4f}"
+        table.add_row(
+            r.job_id,
+            r.temporal_status,
+            r.status or "-",
+            r.org or "-",
+            _fmt(r.best_score),
+            str(r.trials if r.trials is not None else "-"),
+            spend,
+            started,
+        )
+    console.print(table)

@@ -3,7 +3,6 @@ the simulated LLM and the example banking77 task app, each on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -13,6 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mipro.search_attributes import dev_server_flags
 
 STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
 SHARED_BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "banking77"
@@ -48,6 +49,7 @@ def dev_server_command(port: int, ui_port: int, db_file: Path) -> list[str]:
         str(db_file),
         "--log-level",
         "warn",
+        *dev_server_flags(),
     ]
 
 
@@ -76,14 +78,6 @@ def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not port_open(host, port):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on {host}:{port}")
-        await asyncio.sleep(0.1)
 
 
 def banking77_data_dir() -> Path | None:

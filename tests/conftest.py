@@ -13,6 +13,7 @@ import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from mipro import search_attributes as sa
 from mipro.config import JobConfig, load_config_file
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
@@ -41,6 +42,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        search_attributes=sa.ALL,
     )
     yield env
     await env.shutdown()

@@ -20,6 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from mipro import search_attributes as sa
     from mipro.activity_models import (
         EvaluateInput,
         EvaluateOutput,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.demos import build_demo_sets
     from mipro.job_models import (
         BestPrompt,
+        CandidateSummary,
         Event,
         EventsQuery,
         JobState,
@@ -43,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
         OptimizationResult,
         Progress,
         TrialRecord,
+        ValidationRecord,
     )
-    from mipro.results import candidate_summaries, lift_stats, mean
+    from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
 
 MAX_EVENTS = 2000
@@ -162,44 +165,67 @@ class MiproWorkflow:
 
     async def _propose(self) -> None:
         for i, stage in enumerate(self.stages):
-            existing = [stage.baseline_instruction, *self.m.instruction_candidates]
-            wanted = max(0, self.m.max_instructions - len(existing))
-            out: ProposeOutput = await workflow.execute_activity(
-                "propose_instructions",
-                ProposeInput(
-                    job_id=self.inp.job_id,
-                    meta=self.m.meta,
-                    meta_price=self.cfg.pricing.get(self.m.meta.model),
-                    stage=stage,
-                    task_description=self.s.task_description,
-                    demos=self.s.demo_pool[i][:MAX_PROPOSER_EXAMPLES],
-                    existing=existing,
-                    n=wanted,
-                    duplicate_retry_limit=self.m.duplicate_retry_limit,
-                    seed=self.m.seed * 101 + i,
-                ),
-                result_type=ProposeOutput,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=3),
-                retry_policy=RETRY,
-                summary=f"propose {wanted} instructions for stage {stage.stage_id}",
-            )
-            self.s.spend.add("proposal", out.usage)
-            self.s.instructions.append([*existing, *out.instructions])
-            for j, text in enumerate(self.s.instructions[i]):
-                self._emit(
-                    "mipro.instruction.proposed",
-                    f"instruction {j} for {stage.stage_id}",
-                    {"stage_id": stage.stage_id, "instruction_id": j, "instruction_text": text},
-                )
+            self.s.instructions.append([stage.baseline_instruction, *self.m.instruction_candidates])
+            await self._propose_for_stage(i, max(0, self.m.max_instructions - len(self.s.instructions[i])))
         self._set_phase("search")
+
+    async def _regenerate(self) -> None:
+        """Propose again mid-search (`generate_at_iterations`), grounded in the scores so far."""
+        self.s.regenerated.append(self.s.iteration)
+        for i in range(len(self.stages)):
+            await self._propose_for_stage(i, max(1, (self.m.max_instructions - 1) // 2), with_history=True)
+
+    async def _propose_for_stage(self, i: int, wanted: int, with_history: bool = False) -> None:
+        stage = self.stages[i]
+        history = instruction_scores(self.s, i) if with_history else []
+        round_index = len(self.s.regenerated)
+        out: ProposeOutput = await workflow.execute_activity(
+            "propose_instructions",
+            ProposeInput(
+                job_id=self.inp.job_id,
+                meta=self.m.meta,
+                meta_price=self.cfg.pricing.get(self.m.meta.model),
+                stage=stage,
+                task_description=self.s.task_description,
+                demos=self.s.demo_pool[i][:MAX_PROPOSER_EXAMPLES],
+                existing=list(self.s.instructions[i]),
+                n=wanted,
+                duplicate_retry_limit=self.m.duplicate_retry_limit,
+                seed=self.m.seed * 101 + i + 7919 * round_index,
+                history=history,
+            ),
+            result_type=ProposeOutput,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=3),
+            retry_policy=RETRY,
+            summary=f"propose {wanted} instructions for stage {stage.stage_id}",
+        )
+        self.s.spend.add("proposal", out.usage)
+        first_new = len(self.s.instructions[i]) if with_history else 0
+        self.s.instructions[i].extend(out.instructions)
+        for j in range(first_new, len(self.s.instructions[i])):
+            self._emit(
+                "mipro.instruction.proposed",
+                f"instruction {j} for {stage.stage_id}",
+                {
+                    "iteration": self.s.iteration,
+                    "stage_id": stage.stage_id,
+                    "instruction_id": j,
+                    "instruction_text": self.s.instructions[i][j],
+                },
+            )
 
     async def _search(self) -> None:
         blocks = self._minibatch_blocks()
         while self.s.iteration < self.m.num_iterations and self.s.stop_reason is None:
-            await workflow.wait_condition(lambda: not self.paused)
+            await self._unpaused()
             if self._check_termination():
                 break
+            if (
+                self.s.iteration in self.m.generate_at_iterations
+                and self.s.iteration not in self.s.regenerated
+            ):
+                await self._regenerate()
             seeds = blocks[self.s.iteration % len(blocks)]
             await self._ensure_baseline_on(seeds)
             choices = await self._suggest()
@@ -209,8 +235,11 @@ class MiproWorkflow:
             await self._run_trials(choices, seeds)
             self.s.iteration += 1
             if self.s.iteration % self.m.validate_every_iterations == 0:
+                await self._unpaused()
                 await self._promote()
             self._update_details()
+            self._upsert_search_attributes()
+        await self._unpaused()
         await self._promote()
 
     async def _finish(self, status: str) -> OptimizationResult:
@@ -279,7 +308,7 @@ class MiproWorkflow:
 
         async def trial(index: int, choice: CandidateChoice) -> EvaluateOutput | None:
             async with gate:
-                await workflow.wait_condition(lambda: not self.paused)
+                await self._unpaused()
                 if self.s.stop_reason is not None or self._check_termination(planned=index):
                     return None
                 self._emit(
@@ -317,6 +346,8 @@ class MiproWorkflow:
             paired_lift=lift,
             n=n,
             errors=sum(1 for o in out.outcomes if not o.ok),
+            elapsed_seconds=self._elapsed(),
+            spend_usd=self.s.spend.total.cost_usd,
         )
         self.s.trials.append(record)
         self._emit(
@@ -363,8 +394,18 @@ class MiproWorkflow:
                 "num_seeds": len(self.m.val_seeds),
             },
         )
-        best = self.s.validation.get(self.s.best_key or "", 0.0)
-        if score > best:
+        improved = score > self.s.validation.get(self.s.best_key or "", 0.0)
+        self.s.validations.append(
+            ValidationRecord(
+                after_trials=len(self.s.trials),
+                key=top.key,
+                score=score,
+                incumbent=improved,
+                elapsed_seconds=self._elapsed(),
+                spend_usd=self.s.spend.total.cost_usd,
+            )
+        )
+        if improved:
             self.s.best_key = top.key
             self._emit(
                 "mipro.new_incumbent",
@@ -468,6 +509,25 @@ class MiproWorkflow:
             )
         return CompiledCandidate(stages=stages)
 
+    async def _unpaused(self) -> None:
+        """Block while paused: nothing that spends (trials, baselines, promotions) starts during a pause."""
+        if self.paused:
+            await workflow.wait_condition(lambda: not self.paused)
+
+    def _upsert_search_attributes(self, status: str | None = None) -> None:
+        if not self.inp.upsert_search_attributes:
+            return
+        best = self.s.validation.get(self.s.best_key or "")
+        updates = [
+            sa.STATUS.value_set(status or ("paused" if self.paused else "running")),
+            sa.ORG.value_set(self.inp.org),
+            sa.TRIALS.value_set(len(self.s.trials)),
+            sa.SPEND_USD.value_set(round(self.s.spend.total.cost_usd, 6)),
+        ]
+        if best is not None:
+            updates.append(sa.BEST_SCORE.value_set(best))
+        workflow.upsert_search_attributes(updates)
+
     # ---- events, progress, result ----------------------------------------------------------------
     def _emit(
         self, type_: str, message: str, data: dict[str, Any] | None = None, level: str = "info"
@@ -490,6 +550,7 @@ class MiproWorkflow:
         self.s.phase = phase  # type: ignore[assignment]
         self._emit("prompt.learning.phase.changed", f"phase: {phase}", {"phase": phase})
         self._update_details()
+        self._upsert_search_attributes()
 
     def _elapsed(self) -> float:
         started = self.s.started_at or workflow.now()
@@ -542,6 +603,7 @@ class MiproWorkflow:
     def pause(self) -> Progress:
         self.paused = True
         self._emit("mipro.job.paused", "paused: no new trial starts until resumed")
+        self._upsert_search_attributes()
         return self.progress()
 
     @pause.validator
@@ -555,6 +617,7 @@ class MiproWorkflow:
     def resume(self) -> Progress:
         self.paused = False
         self._emit("mipro.job.resumed", "resumed")
+        self._upsert_search_attributes()
         return self.progress()
 
     @resume.validator
@@ -562,15 +625,25 @@ class MiproWorkflow:
         if not self.paused:
             raise ValueError("job is not paused")
 
-    def _result(self, status: str, test_scores: tuple[float | None, float | None]) -> OptimizationResult:
-        base_test, best_test = test_scores
-        best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
+    @workflow.query
+    def candidates(self) -> list[CandidateSummary]:
+        return candidate_summaries(self.s, self._baseline_hash(), self._baseline_choice().key)
+
+    @workflow.query
+    def best(self) -> BestPrompt:
+        choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
         template = [ChatMessage(role=m.role, content=m.pattern) for m in self.cfg.initial_prompt.ordered()]
-        best = BestPrompt(
-            choice=best_choice,
-            instructions=[p.instruction for p in self._compile(best_choice).stages],
-            messages=render_ready_messages(template, self.stages, self._compile(best_choice)),
+        candidate = self._compile(choice)
+        return BestPrompt(
+            choice=choice,
+            instructions=[p.instruction for p in candidate.stages],
+            messages=render_ready_messages(template, self.stages, candidate),
         )
+
+    def _result(self, status: str, test_scores: tuple[float | None, float | None]) -> OptimizationResult:
+        self._upsert_search_attributes(status)
+        base_test, best_test = test_scores
+        best = self.best()
         lift = best_test - base_test if best_test is not None and base_test is not None else None
         return OptimizationResult(
             job_id=self.inp.job_id,
@@ -586,6 +659,8 @@ class MiproWorkflow:
             total_rollouts=self.s.counters.rollouts,
             rollout_errors=self.s.counters.rollout_errors,
             errors_by_kind=self.s.counters.errors_by_kind,
+            trials=self.s.trials,
+            validations=self.s.validations,
             attempted_candidates=candidate_summaries(
                 self.s, self._baseline_hash(), self._baseline_choice().key
             ),

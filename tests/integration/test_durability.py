@@ -54,7 +54,10 @@ async def wait_for_trials(client: Client, job_id: str, at_least: int) -> None:
 
 
 def comparable(result: OptimizationResult) -> dict:
+    """Everything but the job id and wall-clock timings."""
     data = result.model_dump(mode="json", exclude={"job_id", "elapsed_seconds"})
+    for record in [*data["trials"], *data["validations"]]:
+        record.pop("elapsed_seconds")
     return data
 
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from temporalio.testing import WorkflowEnvironment
 
+from mipro.job_models import EventsQuery
 from mipro.serving import BackgroundServer
 from starter import jobs
 from tests.conftest import SMALL_JOB, job_config
 from worker import WorkerOptions, running_worker
+from workflows.mipro_workflow import MiproWorkflow
 
 
 async def test_full_job_beats_baseline_on_held_out_seeds(
     temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer, task_queue: str
 ) -> None:
-    config = job_config(task_app.url, simllm.url, SMALL_JOB)
+    config = job_config(task_app.url, simllm.url, [*SMALL_JOB, "mipro.generate_at_iterations=[2]"])
     client = temporal_env.client
     async with running_worker(client, WorkerOptions(task_queue=task_queue)):
         handle = await jobs.start_job(client, config, task_queue=task_queue)
         result = await jobs.result(client, handle.id)
+        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
 
     assert result.status == "succeeded"
     assert result.simulated_llm
@@ -36,3 +39,9 @@ async def test_full_job_beats_baseline_on_held_out_seeds(
         system.content or ""
     )
     assert any("{query}" in (m.content or "") for m in result.best.messages), "placeholders kept for reuse"
+
+    proposed = [e.data for e in events if e.type == "mipro.instruction.proposed"]
+    initial = [p for p in proposed if p["iteration"] == 0]
+    later = [p for p in proposed if p["iteration"] == 2]
+    assert len(initial) == config.mipro.max_instructions and later, "instructions re-proposed at iteration 2"
+    assert [p["instruction_id"] for p in proposed] == list(range(len(proposed)))
