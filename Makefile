@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/mipro demo
 
 test: $(STAMP)
+	@scripts/ensure_chromium.sh >/dev/null || echo "warning: no headless Chromium: the report render test will fail"
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -119,6 +119,9 @@ class Progress(BaseModel):
     tokens: int
     elapsed_seconds: float
     eta_seconds: float | None
+    paused: bool = False
+    evaluations_in_flight: int = 0  # evaluation activities running (trials, baselines, validations)
+    stop_reason: str | None = None
 
 
 class BestPrompt(BaseModel):

@@ -76,6 +76,7 @@ async def _watch(args: argparse.Namespace) -> int:
 
 async def _pause_or_resume(args: argparse.Namespace) -> int:
     from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
 
     from starter import jobs, render
     from worker import connect
@@ -87,6 +88,9 @@ async def _pause_or_resume(args: argparse.Namespace) -> int:
         progress = await handle.execute_update(update)
     except WorkflowUpdateFailedError as exc:
         print(f"error: {args.command} refused: {exc.cause.message if exc.cause else exc}", file=sys.stderr)
+        return 1
+    except RPCError as exc:  # e.g. the job has already finished
+        print(f"error: {args.command} refused: {exc.message}", file=sys.stderr)
         return 1
     print(f"{args.command}d: {render.progress_line(progress)}")
     return 0
@@ -115,7 +119,6 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _report(args: argparse.Namespace) -> int:
     from mipro.report import render_report
-
     from starter import jobs
     from worker import connect
 

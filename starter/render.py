@@ -109,7 +109,8 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
 
 def print_job_list(rows: list[JobRow]) -> None:
     table = Table(title=f"{len(rows)} MIPRO jobs")
-    for column in ("job", "temporal", "status", "org", "best val", "trials", "spend", "started"):
+    table.add_column("job", no_wrap=True, min_width=19)
+    for column in ("temporal", "status", "org", "best val", "trials", "spend", "started"):
         table.add_column(column)
     for r in rows:
         started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"

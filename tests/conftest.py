@@ -15,12 +15,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro import search_attributes as sa
 from mipro.config import JobConfig, load_config_file
+from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77
+from starter import jobs
 from starter.stack import temporal_binary
+from worker import WorkerOptions, running_worker
 
 REPO = Path(__file__).resolve().parents[1]
 BANKING77_DIR = REPO.parent / "shared" / "datasets" / "banking77"
@@ -81,3 +84,29 @@ def job_config(task_app_url: str, llm_url: str, overrides: list[str] | None = No
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def reference_job(
+    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer
+) -> AsyncIterator[tuple[str, OptimizationResult]]:
+    """One uninterrupted SMALL_JOB run, shared by tests that compare against it or inspect a finished job.
+
+    Its worker keeps serving the session: queries on a finished workflow need a worker for its queue.
+    """
+    queue = f"tq-reference-{uuid.uuid4().hex[:6]}"
+    async with running_worker(temporal_env.client, WorkerOptions(task_queue=queue)):
+        handle = await jobs.start_job(
+            temporal_env.client, job_config(task_app.url, simllm.url, SMALL_JOB), task_queue=queue
+        )
+        yield handle.id, await handle.result()
+
+
+@pytest.fixture
+def reference_result(reference_job: tuple[str, OptimizationResult]) -> OptimizationResult:
+    return reference_job[1]
+
+
+@pytest.fixture
+def reference_handle_id(reference_job: tuple[str, OptimizationResult]) -> str:
+    return reference_job[0]

@@ -11,13 +11,12 @@ same config gives the same result whether or not a worker died mid-run. Activiti
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search_attributes as sa
@@ -47,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TrialRecord,
         ValidationRecord,
     )
+    from mipro.minibatches import minibatch_blocks
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
 
@@ -70,6 +70,7 @@ class MiproWorkflow:
         self.target = RolloutTarget.from_config(inp.config)
         self.stages = inp.config.stages()
         self.paused = False
+        self.evaluations_in_flight = 0
 
     # ---- run -------------------------------------------------------------------------------------
     @workflow.run
@@ -94,7 +95,9 @@ class MiproWorkflow:
             if self.s.phase == "search":
                 await self._search()
             return await self._finish("succeeded")
-        except asyncio.CancelledError:
+        except BaseException as exc:  # cancellation: a CancelledError, or an ActivityError around one
+            if not is_cancelled_exception(exc):
+                raise
             self.s.stop_reason = "cancelled"
             self._emit(
                 "mipro.job.cancelled", "cancelled: returning the best candidate found so far", level="warning"
@@ -216,7 +219,7 @@ class MiproWorkflow:
             )
 
     async def _search(self) -> None:
-        blocks = self._minibatch_blocks()
+        blocks = minibatch_blocks(self.m.online_pool, self.m.batch_size, self.m.seed)
         while self.s.iteration < self.m.num_iterations and self.s.stop_reason is None:
             await self._unpaused()
             if self._check_termination():
@@ -263,12 +266,6 @@ class MiproWorkflow:
         return self._result(status, test_scores=(base_test, best_test))
 
     # ---- search helpers --------------------------------------------------------------------------
-    def _minibatch_blocks(self) -> list[list[int]]:
-        order = list(self.m.online_pool)
-        random.Random(self.m.seed).shuffle(order)
-        size = self.m.batch_size
-        return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
-
     async def _ensure_baseline_on(self, seeds: list[int]) -> None:
         baseline = self._compile(self._baseline_choice())
         cached = self.s.online_cache.get(baseline.content_hash, {})
@@ -428,23 +425,27 @@ class MiproWorkflow:
         timeout = timedelta(
             seconds=60 + waves * self.m.rollout_timeout_seconds * (self.m.rollout_retries + 1)
         )
-        return await workflow.execute_activity(
-            "evaluate_candidate",
-            EvaluateInput(
-                job_id=self.inp.job_id,
-                label=label,
-                target=self.target,
-                candidate=candidate,
-                seeds=seeds,
-                concurrency=concurrency,
-                capture_examples=capture,
-            ),
-            result_type=EvaluateOutput,
-            start_to_close_timeout=timeout,
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=RETRY,
-            summary=f"{label}: {len(seeds)} seeds",
-        )
+        self.evaluations_in_flight += 1
+        try:
+            return await workflow.execute_activity(
+                "evaluate_candidate",
+                EvaluateInput(
+                    job_id=self.inp.job_id,
+                    label=label,
+                    target=self.target,
+                    candidate=candidate,
+                    seeds=seeds,
+                    concurrency=concurrency,
+                    capture_examples=capture,
+                ),
+                result_type=EvaluateOutput,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=timedelta(seconds=5),  # heartbeats are sent every second
+                retry_policy=RETRY,
+                summary=f"{label}: {len(seeds)} seeds",
+            )
+        finally:
+            self.evaluations_in_flight -= 1
 
     def _account(self, outcomes: list[SeedOutcome]) -> None:
         for o in outcomes:
@@ -593,6 +594,9 @@ class MiproWorkflow:
             tokens=self.s.spend.total.total_tokens,
             elapsed_seconds=elapsed,
             eta_seconds=eta,
+            paused=self.paused,
+            evaluations_in_flight=self.evaluations_in_flight,
+            stop_reason=self.s.stop_reason,
         )
 
     @workflow.query

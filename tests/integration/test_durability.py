@@ -62,14 +62,14 @@ def comparable(result: OptimizationResult) -> dict:
 
 
 async def test_sigkill_mid_search_loses_nothing_and_changes_nothing(
-    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer, task_queue: str
+    temporal_env: WorkflowEnvironment,
+    simllm: BackgroundServer,
+    task_app: BackgroundServer,
+    task_queue: str,
+    reference_result: OptimizationResult,
 ) -> None:
     client = temporal_env.client
     config = job_config(task_app.url, simllm.url, SMALL_JOB)
-
-    async with running_worker(client, WorkerOptions(task_queue=task_queue + "-ref")):
-        ref_handle = await jobs.start_job(client, config, task_queue=task_queue + "-ref")
-        reference = await jobs.result(client, ref_handle.id)
 
     address = client.service_client.config.target_host
     doomed = await start_worker_process(address, task_queue)
@@ -89,4 +89,4 @@ async def test_sigkill_mid_search_loses_nothing_and_changes_nothing(
     trial_numbers = [e.data["trial"] for e in events if e.type == "mipro.trial.complete"]
     assert trial_numbers == list(range(result.total_trials)), "each trial recorded exactly once, in order"
     assert result.total_trials == 4 * 3
-    assert comparable(result) == comparable(reference)
+    assert comparable(result) == comparable(reference_result)

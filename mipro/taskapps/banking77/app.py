@@ -7,6 +7,8 @@ key when one is configured (`api_key`); without one the app is open.
 Test knobs:
 - `fail_seeds`: a rollout whose `env.seed` is in this set answers HTTP 500 (`injected_failure`) without
   calling the LLM; it counts as started + failed.
+- `hang_seeds`: a rollout whose `env.seed` is in this set never answers (until the client goes away);
+  used to test cancellation and rollout timeouts.
 - `app.state.stats` (`RolloutStats`, also `GET /stats`, no auth): rollouts started / completed / failed /
   cancelled and the seeds seen. *Cancelled* means the client went away (disconnect or cancel) while the
   rollout ran: the handler watches for `http.disconnect`, cancels the in-flight LLM call, counts it and
@@ -122,6 +124,7 @@ def create_app(
     api_key: str | None = None,
     fail_seeds: set[int] | None = None,
     *,
+    hang_seeds: set[int] | None = None,
     llm_timeout: float = LLM_TIMEOUT_S,
 ) -> FastAPI:
     """Build the task app over `data`. `api_key` None means no auth; see the module docstring for knobs."""
@@ -129,6 +132,7 @@ def create_app(
     app.state.data = data
     app.state.api_key = api_key
     app.state.fail_seeds = set(fail_seeds or ())
+    app.state.hang_seeds = set(hang_seeds or ())
     app.state.stats = RolloutStats()
     app.state.llm_timeout = llm_timeout
 
@@ -189,6 +193,8 @@ def _add_rollout_route(app: FastAPI, data: Banking77Data, require_key: KeyDepend
         async def work() -> RolloutResponse:
             if seed in app.state.fail_seeds:
                 raise _injected_failure(seed)
+            if seed in app.state.hang_seeds:
+                await asyncio.Event().wait()  # until the client disconnects and the task is cancelled
             return await run_rollout(body, data, http_client(app), inbound_key)
 
         task = asyncio.create_task(_counted(app.state.stats, seed, work))

@@ -1,0 +1,195 @@
+"""Job control and observability: pause/resume, cancel mid-rollout, the event log, search attributes, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from mipro.job_models import EventsQuery, OptimizationResult
+from mipro.minibatches import minibatch_blocks
+from mipro.serving import BackgroundServer
+from mipro.simllm.app import create_app as create_simllm
+from mipro.simllm.settings import SimLLMSettings
+from mipro.taskapps.banking77.app import create_app as create_banking77
+from mipro.taskapps.banking77.data import Banking77Data
+from starter import jobs
+from starter.cli import main as cli_main
+from tests.conftest import SMALL_JOB, TASK_APP_KEY, job_config
+from tests.integration.test_durability import comparable
+from worker import WorkerOptions, running_worker
+from workflows.mipro_workflow import MiproWorkflow
+
+
+async def poll_progress(client: Client, job_id: str, until, what: str, attempts: int = 600):  # noqa: ANN001
+    for _ in range(attempts):
+        progress = await jobs.progress(client, job_id)
+        if until(progress):
+            return progress
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def assert_refused(update: Coroutine[Any, Any, Any], reason: str) -> None:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await update
+    assert info.value.cause is not None and reason in str(info.value.cause)
+
+
+async def test_pause_stops_new_trials_and_resume_gives_the_same_result(
+    temporal_env: WorkflowEnvironment,
+    simllm: BackgroundServer,
+    task_app: BackgroundServer,
+    task_queue: str,
+    reference_result: OptimizationResult,
+) -> None:
+    client = temporal_env.client
+    config = job_config(task_app.url, simllm.url, SMALL_JOB)
+    async with running_worker(client, WorkerOptions(task_queue=task_queue)):
+        handle = await jobs.start_job(client, config, task_queue=task_queue)
+        await poll_progress(client, handle.id, lambda p: p.trials_done >= 2, "two trials")
+        paused = await handle.execute_update(MiproWorkflow.pause)
+        assert paused.paused
+        await assert_refused(handle.execute_update(MiproWorkflow.pause), "already paused")
+        settled = await poll_progress(
+            client, handle.id, lambda p: p.evaluations_in_flight == 0, "in-flight evaluations"
+        )
+        for _ in range(40):  # a paused job starts nothing: 40 consecutive observations agree
+            now = await jobs.progress(client, handle.id)
+            assert (now.trials_done, now.rollouts_done, now.spend_usd) == (
+                settled.trials_done,
+                settled.rollouts_done,
+                settled.spend_usd,
+            )
+            assert now.paused and now.evaluations_in_flight == 0
+            await asyncio.sleep(0.05)
+        assert settled.trials_done < settled.trials_planned
+        await handle.execute_update(MiproWorkflow.resume)
+        await assert_refused(handle.execute_update(MiproWorkflow.resume), "not paused")
+        result = await handle.result()
+        with pytest.raises(RPCError):
+            await handle.execute_update(MiproWorkflow.pause)  # a finished job cannot be paused
+        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
+
+    assert comparable(result) == comparable(reference_result)
+    assert [e.type for e in events].count("mipro.job.paused") == 1
+
+
+async def test_cancel_mid_rollout_cancels_in_flight_work_and_keeps_the_best(
+    temporal_env: WorkflowEnvironment, banking77_data: Banking77Data, task_queue: str
+) -> None:
+    m = job_config("http://unused", "http://unused").mipro
+    blocks = minibatch_blocks(m.online_pool[:32], batch_size=8, seed=m.seed)
+    hang = set(blocks[1])  # the trials of iteration 1 hang until cancelled
+    app = create_banking77(banking77_data, api_key=TASK_APP_KEY, hang_seeds=hang)
+    with BackgroundServer(create_simllm(SimLLMSettings())) as llm, BackgroundServer(app) as server:
+        overrides = [
+            f"mipro.bootstrap_train_seeds={m.bootstrap_train_seeds[:8]}",
+            f"mipro.val_seeds={m.val_seeds[:8]}",
+            f"mipro.online_pool={m.online_pool[:32]}",
+            f"mipro.test_pool={m.test_pool[:8]}",
+            "mipro.batch_size=8",
+            "mipro.max_instructions=3",
+            "mipro.num_iterations=20",
+        ]
+        config = job_config(server.url, llm.url, overrides)
+        client = temporal_env.client
+        async with running_worker(client, WorkerOptions(task_queue=task_queue)):
+            handle = await jobs.start_job(client, config, task_queue=task_queue)
+            await poll_progress(
+                client, handle.id, lambda _: bool(hang & app.state.stats.seeds), "a hung rollout"
+            )
+            await handle.cancel()
+            result = await handle.result()
+            for _ in range(400):
+                if app.state.stats.cancelled > 0:
+                    break
+                await asyncio.sleep(0.05)
+
+    assert result.status == "cancelled" and result.stop_reason == "cancelled"
+    assert app.state.stats.cancelled > 0, "the task app saw its in-flight rollouts cancelled"
+    assert 3 <= result.total_trials < 20 * 3
+    assert result.best_validation_score is not None
+    best = (
+        max(v.score for v in result.validations) if result.validations else result.baseline_validation_score
+    )
+    assert result.best_validation_score == max(best, result.baseline_validation_score or 0.0)
+    assert result.best.messages and result.best_test_score is None
+
+
+async def test_events_are_ordered_gap_free_and_pageable(
+    temporal_env: WorkflowEnvironment, reference_handle_id: str
+) -> None:
+    handle = temporal_env.client.get_workflow_handle_for(MiproWorkflow.run, reference_handle_id)
+    everything = await handle.query(MiproWorkflow.events, EventsQuery(since_seq=0, limit=5000))
+    seqs = [e.seq for e in everything]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert everything[0].type == "mipro.job.started" and everything[-1].type == "mipro.job.completed"
+    pages, since = [], 0
+    while page := await handle.query(MiproWorkflow.events, EventsQuery(since_seq=since, limit=7)):
+        assert len(page) <= 7
+        pages += page
+        since = page[-1].seq
+    assert pages == everything
+    rest = await handle.query(MiproWorkflow.events, EventsQuery(since_seq=10))
+    assert rest == everything[10:]
+    types = {e.type for e in everything}
+    for expected in (
+        "mipro.bootstrap.progress",
+        "mipro.instruction.proposed",
+        "mipro.trial.started",
+        "mipro.trial.complete",
+        "mipro.fulleval.complete",
+        "mipro.new_incumbent",
+    ):
+        assert expected in types
+
+
+async def test_search_attributes_find_the_job(
+    temporal_env: WorkflowEnvironment, reference_result: OptimizationResult, reference_handle_id: str
+) -> None:
+    best = reference_result.best_validation_score
+    query = f"MiproStatus = 'succeeded' AND MiproBestScore >= {best - 1e-9} AND MiproTrials = 12"
+    for _ in range(100):
+        found = [wf.id async for wf in temporal_env.client.list_workflows(query)]
+        if reference_handle_id in found:
+            break
+        await asyncio.sleep(0.1)
+    assert reference_handle_id in found
+    rows = await jobs.list_jobs(temporal_env.client, status="succeeded")
+    row = next(r for r in rows if r.job_id == reference_handle_id)
+    assert (
+        row.trials == 12
+        and row.org == "default"
+        and row.spend_usd == pytest.approx(reference_result.costs.total.cost_usd, abs=1e-6)
+    )
+    description = await temporal_env.client.get_workflow_handle(reference_handle_id).describe()
+    summary = await description.static_summary()
+    details = await description.static_details()
+    assert summary and "banking77" in summary
+    assert details and "**pools**" in details
+
+
+async def test_cli_status_result_and_list(
+    temporal_env: WorkflowEnvironment, reference_handle_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+
+    async def run(*args: str) -> str:
+        # The CLI runs its own event loop; a thread keeps this loop (and its worker) serving queries.
+        with pytest.raises(SystemExit) as info:
+            await asyncio.to_thread(cli_main, ["--address", address, *args])
+        assert info.value.code == 0
+        return capsys.readouterr().out
+
+    status = json.loads(await run("status", reference_handle_id, "--json"))
+    assert status["phase"] == "done" and status["trials_done"] == 12
+    result = json.loads(await run("result", reference_handle_id, "--json"))
+    assert result["status"] == "succeeded" and result["simulated_llm"] is True
+    assert reference_handle_id in await run("list", "--status", "succeeded")
