@@ -98,7 +98,8 @@ class TaskAppActivities:
             return outcome
 
         try:
-            outcomes = await asyncio.gather(*(one(s) for s in inp.seeds))
+            with structlog.contextvars.bound_contextvars(job_id=inp.job_id, trial=inp.label):
+                outcomes = await asyncio.gather(*(one(s) for s in inp.seeds))
         finally:
             beat.cancel()
             self.res.registry.unregister(version)

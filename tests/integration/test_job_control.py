@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,7 +178,10 @@ async def test_search_attributes_find_the_job(
 
 
 async def test_cli_status_result_and_list(
-    temporal_env: WorkflowEnvironment, reference_handle_id: str, capsys: pytest.CaptureFixture[str]
+    temporal_env: WorkflowEnvironment,
+    reference_handle_id: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     address = temporal_env.client.service_client.config.target_host
 
@@ -193,3 +197,7 @@ async def test_cli_status_result_and_list(
     result = json.loads(await run("result", reference_handle_id, "--json"))
     assert result["status"] == "succeeded" and result["simulated_llm"] is True
     assert reference_handle_id in await run("list", "--status", "succeeded")
+    report = tmp_path / "report.html"
+    await run("report", reference_handle_id, "--out", str(report))
+    html = report.read_text()
+    assert reference_handle_id in html and html.count("<svg") == 4 and "SIMULATED" in html
