@@ -115,6 +115,7 @@ class MiproSettings(Strict):
     instruction_candidates: list[str] = Field(default_factory=list)
     rollout_timeout_seconds: float = Field(default=120.0, gt=0)
     rollout_retries: int = Field(default=2, ge=0)
+    continue_as_new_every_trials: int = Field(default=200, ge=1)
     bootstrap_train_seeds: list[int] = Field(min_length=1)
     online_pool: list[int] = Field(min_length=1)
     val_seeds: list[int] = Field(min_length=1)

@@ -55,7 +55,6 @@ class CandidateSummary(BaseModel):
     key: str
     choice: CandidateChoice
     candidate_hash: str
-    instructions: list[str]
     demo_counts: list[int]
     minibatch_score: float | None
     minibatch_n: int
@@ -85,6 +84,8 @@ class JobState(BaseModel):
     events: list[Event] = Field(default_factory=list)
     next_seq: int = 1
     stop_reason: str | None = None
+    paused: bool = False
+    runs: int = 1  # workflow runs so far (continue-as-new starts a new one)
     regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
 
 
@@ -145,6 +146,7 @@ class OptimizationResult(BaseModel):
     rollout_errors: int
     errors_by_kind: dict[str, int]
     attempted_candidates: list[CandidateSummary]
+    instructions: list[list[str]]  # per stage, by index: the texts behind every candidate's choice
     trials: list[TrialRecord]
     validations: list[ValidationRecord]
     costs: Spend

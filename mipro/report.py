@@ -284,14 +284,8 @@ def bar_chart(groups: list[dict[int, list[float]]], label: str, what: str) -> st
 
 
 def instruction_texts(result: OptimizationResult) -> dict[tuple[int, int], str]:
-    """(stage, instruction index) -> text, from the attempted candidates and the best prompt."""
-    texts: dict[tuple[int, int], str] = {}
-    for choice, instructions in [(c.choice, c.instructions) for c in result.attempted_candidates] + [
-        (result.best.choice, result.best.instructions)
-    ]:
-        for stage, (index, text) in enumerate(zip(choice.instruction, instructions, strict=False)):
-            texts.setdefault((stage, index), text)
-    return texts
+    """(stage, instruction index) -> text, for every instruction of every stage."""
+    return {(s, i): text for s, texts in enumerate(result.instructions) for i, text in enumerate(texts)}
 
 
 def instruction_list(result: OptimizationResult, groups: list[dict[int, list[float]]]) -> str:
@@ -361,8 +355,10 @@ def message_html(message: ChatMessage) -> str:
     return f'<div class="msg"><span class="role">{esc(message.role)}</span>{body}</div>'
 
 
-def candidate_row(c: CandidateSummary, best_key: str) -> str:
-    instr = "<br>".join(f"[{i}] {esc(truncate(t, 120))}" for i, t in enumerate(c.instructions))
+def candidate_row(c: CandidateSummary, best_key: str, texts: dict[tuple[int, int], str]) -> str:
+    instr = "<br>".join(
+        f"[{s}:{i}] {esc(truncate(texts.get((s, i), ''), 120))}" for s, i in enumerate(c.choice.instruction)
+    )
     demos = ", ".join(str(d) for d in c.demo_counts)
     lift = "—" if c.paired_lift is None else f"{c.paired_lift:+.3f}"
     nums = [fmt(c.minibatch_score), str(c.minibatch_n), lift, fmt(c.validation_score)]
@@ -376,7 +372,8 @@ def candidates_table(result: OptimizationResult) -> str:
     if not result.attempted_candidates:
         return title + "<p class=muted>none</p>"
     head = header_row(["key", "instructions", "demos", "minibatch", "n", "paired lift", "validation"])
-    rows = "".join(candidate_row(c, result.best.choice.key) for c in result.attempted_candidates)
+    texts = instruction_texts(result)
+    rows = "".join(candidate_row(c, result.best.choice.key, texts) for c in result.attempted_candidates)
     return f"{title}<table>{head}{rows}</table>"
 
 

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
 
-MAX_EVENTS = 2000
+MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -69,7 +69,7 @@ class MiproWorkflow:
         self.s = inp.state or JobState()
         self.target = RolloutTarget.from_config(inp.config)
         self.stages = inp.config.stages()
-        self.paused = False
+        self.run_start_trials = len(self.s.trials)
         self.evaluations_in_flight = 0
 
     # ---- run -------------------------------------------------------------------------------------
@@ -242,6 +242,7 @@ class MiproWorkflow:
                 await self._promote()
             self._update_details()
             self._upsert_search_attributes()
+            await self._maybe_continue_as_new()
         await self._unpaused()
         await self._promote()
 
@@ -510,17 +511,34 @@ class MiproWorkflow:
             )
         return CompiledCandidate(stages=stages)
 
+    async def _maybe_continue_as_new(self) -> None:
+        """Start a fresh run carrying the state, before this run's history grows large."""
+        trials_this_run = len(self.s.trials) - self.run_start_trials
+        suggested = workflow.info().is_continue_as_new_suggested()
+        if trials_this_run < self.m.continue_as_new_every_trials and not suggested:
+            return
+        if self.s.iteration >= self.m.num_iterations or self.s.stop_reason is not None:
+            return  # the search is over: finishing is cheaper than a new run
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._emit(
+            "mipro.continue_as_new",
+            f"continuing as new run {self.s.runs + 1}",
+            {"trials": len(self.s.trials), "history_events": workflow.info().get_current_history_length()},
+        )
+        self.s.runs += 1
+        workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+
     async def _unpaused(self) -> None:
         """Block while paused: nothing that spends (trials, baselines, promotions) starts during a pause."""
-        if self.paused:
-            await workflow.wait_condition(lambda: not self.paused)
+        if self.s.paused:
+            await workflow.wait_condition(lambda: not self.s.paused)
 
     def _upsert_search_attributes(self, status: str | None = None) -> None:
         if not self.inp.upsert_search_attributes:
             return
         best = self.s.validation.get(self.s.best_key or "")
         updates = [
-            sa.STATUS.value_set(status or ("paused" if self.paused else "running")),
+            sa.STATUS.value_set(status or ("paused" if self.s.paused else "running")),
             sa.ORG.value_set(self.inp.org),
             sa.TRIALS.value_set(len(self.s.trials)),
             sa.SPEND_USD.value_set(round(self.s.spend.total.cost_usd, 6)),
@@ -594,7 +612,7 @@ class MiproWorkflow:
             tokens=self.s.spend.total.total_tokens,
             elapsed_seconds=elapsed,
             eta_seconds=eta,
-            paused=self.paused,
+            paused=self.s.paused,
             evaluations_in_flight=self.evaluations_in_flight,
             stop_reason=self.s.stop_reason,
         )
@@ -605,28 +623,28 @@ class MiproWorkflow:
 
     @workflow.update
     def pause(self) -> Progress:
-        self.paused = True
+        self.s.paused = True
         self._emit("mipro.job.paused", "paused: no new trial starts until resumed")
         self._upsert_search_attributes()
         return self.progress()
 
     @pause.validator
     def _validate_pause(self) -> None:
-        if self.paused:
+        if self.s.paused:
             raise ValueError("job is already paused")
         if self.s.phase in ("final_eval", "done"):
             raise ValueError(f"job is in phase {self.s.phase}: nothing left to pause")
 
     @workflow.update
     def resume(self) -> Progress:
-        self.paused = False
+        self.run_start_trials = len(self.s.trials)
         self._emit("mipro.job.resumed", "resumed")
         self._upsert_search_attributes()
         return self.progress()
 
     @resume.validator
     def _validate_resume(self) -> None:
-        if not self.paused:
+        if not self.s.paused:
             raise ValueError("job is not paused")
 
     @workflow.query
@@ -664,6 +682,7 @@ class MiproWorkflow:
             rollout_errors=self.s.counters.rollout_errors,
             errors_by_kind=self.s.counters.errors_by_kind,
             trials=self.s.trials,
+            instructions=self.s.instructions,
             validations=self.s.validations,
             attempted_candidates=candidate_summaries(
                 self.s, self._baseline_hash(), self._baseline_choice().key

@@ -72,7 +72,6 @@ def make_result(
                 key=r.choice.key,
                 choice=r.choice,
                 candidate_hash=r.candidate_hash,
-                instructions=[INSTRUCTIONS[i] for i in r.choice.instruction],
                 demo_counts=[d + 1 for d in r.choice.demo_set],
                 minibatch_score=r.minibatch_score,
                 minibatch_n=r.n,
@@ -117,6 +116,7 @@ def make_result(
         rollout_errors=trials // 10,
         errors_by_kind={"timeout": 1, "http_5xx": 1} if trials else {},
         attempted_candidates=list(seen.values()),
+        instructions=[list(INSTRUCTIONS) for _ in range(stages)],
         trials=records,
         validations=vals,
         costs=Spend(
