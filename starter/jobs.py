@@ -77,7 +77,7 @@ async def start_job(
     summary = (
         f"MIPRO {config.task_app_id or config.mipro.env_name} @ {config.task_app_url} ({config.policy.model})"
     )
-    return await client.start_workflow(
+    await client.start_workflow(
         MiproWorkflow.run,
         MiproJobInput(job_id=job_id, org=org, config=config, upsert_search_attributes=upsert),
         id=job_id,
@@ -88,6 +88,9 @@ async def start_job(
         static_details=static_details(config),
         search_attributes=initial,
     )
+    # A handle without a run id targets the latest run, so updates and queries reach the job after it
+    # continued as new.
+    return handle(client, job_id)
 
 
 def handle(client: Client, job_id: str) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:

@@ -637,7 +637,7 @@ class MiproWorkflow:
 
     @workflow.update
     def resume(self) -> Progress:
-        self.run_start_trials = len(self.s.trials)
+        self.s.paused = False
         self._emit("mipro.job.resumed", "resumed")
         self._upsert_search_attributes()
         return self.progress()
