@@ -6,6 +6,7 @@ Duplicates of existing or already accepted instructions are rejected and re-aske
 
 from __future__ import annotations
 
+import json
 import random
 
 import httpx
@@ -54,7 +55,11 @@ class ProposalActivities:
                 proposal_index=inp.seed * 1000 + index,
                 history=[ScoredInstruction(text=t, score=s) for t, s in inp.history],
             )
-            text, call_usage = await self._ask(upstream, inp, build_proposal_messages(ctx))
+            messages = build_proposal_messages(ctx)
+            if not _fits(inp, usage, messages):
+                log.warning("proposal_budget_reached", job_id=inp.job_id, accepted=len(accepted))
+                break
+            text, call_usage = await self._ask(upstream, inp, messages)
             usage = usage.plus(call_usage)
             try:
                 instruction = parse_instruction(text or "")
@@ -101,3 +106,13 @@ class ProposalActivities:
             cost_usd=price_usd(pricing, inp.meta.model, prompt, completion),
         )
         return answer["choices"][0]["message"].get("content"), usage
+
+
+def _fits(inp: ProposeInput, used: Usage, messages: list[dict]) -> bool:
+    """Whether one more meta-model call, at a generous upper estimate, stays within the allowance."""
+    prompt = len(json.dumps(messages)) // 3
+    pricing = {inp.meta.model: inp.meta_price} if inp.meta_price else {}
+    cost = price_usd(pricing, inp.meta.model, prompt, inp.meta.max_tokens)
+    if inp.max_cost_usd is not None and used.cost_usd + cost > inp.max_cost_usd:
+        return False
+    return inp.max_tokens is None or used.total_tokens + prompt + inp.meta.max_tokens <= inp.max_tokens

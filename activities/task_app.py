@@ -86,7 +86,12 @@ class TaskAppActivities:
             timeout_seconds=target.rollout_timeout_seconds,
         )
         task_key = self.res.secret(target.task_app_api_key_env)
-        version = self.res.registry.register(inp.candidate, target.stages, upstream, caller_key=task_key)
+        allowance = None
+        if inp.max_cost_usd is not None or inp.max_tokens is not None:
+            allowance = Usage(cost_usd=inp.max_cost_usd or 0.0, prompt_tokens=inp.max_tokens or 0)
+        version = self.res.registry.register(
+            inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
+        )
         progress: dict[str, Any] = {"label": inp.label, "done": 0, "total": len(inp.seeds)}
         beat = asyncio.create_task(_heartbeat_forever(progress))
         semaphore = asyncio.Semaphore(inp.concurrency)
@@ -179,6 +184,8 @@ def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None
             non_retryable=True,
         )
     llm_errors = [c.error for c in calls if c.error]
+    if any(e.startswith("budget_exhausted") for e in llm_errors):
+        raise RolloutFailure("budget", "refused by the budget guard")
     if llm_errors:
         raise RolloutFailure("llm_error", llm_errors[-1] or "")
     kind: ErrorKind = "http_5xx" if response.status_code >= 500 else "http_4xx"

@@ -68,10 +68,13 @@ class EvaluateInput(BaseModel):
     seeds: list[int]
     concurrency: int = Field(ge=1)
     capture_examples: bool = False
+    max_cost_usd: float | None = None  # hard allowance, enforced by the interceptor call by call
+    max_tokens: int | None = None
 
 
 class EvaluateOutput(BaseModel):
     outcomes: list[SeedOutcome]  # in the order of `seeds`
+    skipped_for_budget: bool = False
 
     @property
     def usage(self) -> Usage:
@@ -93,6 +96,8 @@ class ProposeInput(BaseModel):
     duplicate_retry_limit: int
     seed: int
     history: list[tuple[str, float]] = Field(default_factory=list)
+    max_cost_usd: float | None = None  # no meta-model call starts that could exceed these
+    max_tokens: int | None = None
 
 
 class ProposeOutput(BaseModel):

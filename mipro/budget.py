@@ -42,6 +42,9 @@ class Counters(BaseModel):
     errors_by_kind: dict[str, int] = Field(default_factory=dict)
 
     def record(self, ok: bool, kind: str | None) -> None:
+        if kind == "budget":  # refused by the budget guard: not a rollout, not a task-app error
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+            return
         self.rollouts += 1
         if ok:
             self.consecutive_errors = 0
@@ -96,3 +99,56 @@ def termination_reason(
         ),
     ]
     return next((reason for hit, reason in checks if hit), None)
+
+
+SAFETY = 1.25  # estimates of future calls are inflated by this factor before they are compared to budgets
+
+
+def remaining_budget(
+    term: TerminationConfig, spend: Spend, reserved: Usage
+) -> tuple[float | None, float | None]:
+    """USD and tokens still free for rollouts (None: no such budget), after what is reserved in flight."""
+    usd_limits = []
+    if term.max_spend_usd is not None:
+        usd_limits.append(term.max_spend_usd - spend.total.cost_usd)
+    if term.max_rollout_spend_usd is not None:
+        usd_limits.append(term.max_rollout_spend_usd - spend.rollout.cost_usd)
+    usd = min(usd_limits) - reserved.cost_usd if usd_limits else None
+    tokens = None
+    if term.max_token_limit is not None:
+        tokens = term.max_token_limit - spend.total.total_tokens - reserved.total_tokens
+    return usd, tokens
+
+
+def rollouts_that_fit(per_rollout: Usage, usd: float | None, tokens: float | None) -> int | None:
+    """How many rollouts of the estimated size fit in the remaining budget (None: unlimited)."""
+    limits = []
+    if usd is not None:
+        limits.append(
+            int(max(usd, 0.0) // (per_rollout.cost_usd * SAFETY)) if per_rollout.cost_usd > 0 else None
+        )
+    if tokens is not None and per_rollout.total_tokens > 0:
+        limits.append(int(max(tokens, 0) // (per_rollout.total_tokens * SAFETY)))
+    finite = [n for n in limits if n is not None]
+    return min(finite) if finite else None
+
+
+def budget_name(term: TerminationConfig, spend: Spend) -> str:
+    """The budget that binds (the one with the smallest share left), for the stop reason."""
+    left: list[tuple[float, str]] = []
+    if term.max_spend_usd is not None:
+        left.append((1 - spend.total.cost_usd / term.max_spend_usd, "max_spend_usd"))
+    if term.max_rollout_spend_usd is not None:
+        left.append((1 - spend.rollout.cost_usd / term.max_rollout_spend_usd, "max_rollout_spend_usd"))
+    if term.max_token_limit is not None:
+        left.append((1 - spend.total.total_tokens / term.max_token_limit, "max_token_limit"))
+    return min(left)[1] if left else "budget"
+
+
+def scaled(per_rollout: Usage, factor: float) -> Usage:
+    return Usage(
+        calls=per_rollout.calls,
+        prompt_tokens=int(per_rollout.prompt_tokens * factor),
+        completion_tokens=per_rollout.completion_tokens,
+        cost_usd=per_rollout.cost_usd * factor,
+    )

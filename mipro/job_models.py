@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from mipro.budget import Counters, Spend
 from mipro.config import JobConfig
-from mipro.types import CandidateChoice, ChatMessage, FewShotExample
+from mipro.types import CandidateChoice, ChatMessage, FewShotExample, Usage
 
 Phase = Literal["starting", "health_check", "bootstrap", "proposal", "search", "final_eval", "done"]
 JobStatus = Literal["running", "succeeded", "cancelled", "terminated", "failed"]
@@ -85,6 +85,7 @@ class JobState(BaseModel):
     next_seq: int = 1
     stop_reason: str | None = None
     paused: bool = False
+    rollout_estimate: Usage | None = None  # mean usage of one baseline rollout, measured at bootstrap
     runs: int = 1  # workflow runs so far (continue-as-new starts a new one)
     regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
 

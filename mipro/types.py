@@ -88,6 +88,14 @@ class Usage(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def minus(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls - other.calls,
+            prompt_tokens=self.prompt_tokens - other.prompt_tokens,
+            completion_tokens=self.completion_tokens - other.completion_tokens,
+            cost_usd=self.cost_usd - other.cost_usd,
+        )
+
     def plus(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,
@@ -98,7 +106,15 @@ class Usage(BaseModel):
 
 
 ErrorKind = Literal[
-    "http_5xx", "http_4xx", "timeout", "connection", "bad_json", "no_reward", "llm_error", "transform"
+    "http_5xx",
+    "http_4xx",
+    "timeout",
+    "connection",
+    "bad_json",
+    "no_reward",
+    "llm_error",
+    "transform",
+    "budget",
 ]
 
 

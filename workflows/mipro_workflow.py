@@ -31,7 +31,14 @@ with workflow.unsafe.imports_passed_through():
         SuggestOutput,
         TaskAppInfo,
     )
-    from mipro.budget import termination_reason
+    from mipro.budget import (
+        SAFETY,
+        budget_name,
+        remaining_budget,
+        rollouts_that_fit,
+        scaled,
+        termination_reason,
+    )
     from mipro.compile import render_ready_messages
     from mipro.demos import build_demo_sets
     from mipro.job_models import (
@@ -48,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mipro.minibatches import minibatch_blocks
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
-    from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt
+    from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
 
 MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
@@ -71,6 +78,7 @@ class MiproWorkflow:
         self.stages = inp.config.stages()
         self.run_start_trials = len(self.s.trials)
         self.evaluations_in_flight = 0
+        self.reserved = Usage()  # budget allowances of the evaluations in flight
 
     # ---- run -------------------------------------------------------------------------------------
     @workflow.run
@@ -136,6 +144,17 @@ class MiproWorkflow:
         )
         self._account(boot.outcomes)
         self._account(val.outcomes)
+        measured = boot.outcomes + val.outcomes
+        if measured:
+            total = Usage()
+            for outcome in measured:
+                total = total.plus(outcome.usage)
+            self.s.rollout_estimate = Usage(
+                calls=1,
+                prompt_tokens=total.prompt_tokens // len(measured),
+                completion_tokens=total.completion_tokens // len(measured),
+                cost_usd=total.cost_usd / len(measured),
+            )
         scores = [o.score for o in boot.outcomes if o.score is not None]
         self.s.baseline_bootstrap_score = mean(scores)
         key = self._baseline_choice().key
@@ -196,6 +215,12 @@ class MiproWorkflow:
                 duplicate_retry_limit=self.m.duplicate_retry_limit,
                 seed=self.m.seed * 101 + i + 7919 * round_index,
                 history=history,
+                max_cost_usd=self._proposal_allowance(),
+                max_tokens=(
+                    None
+                    if self.cfg.termination.max_token_limit is None
+                    else self.cfg.termination.max_token_limit - self.s.spend.total.total_tokens
+                ),
             ),
             result_type=ProposeOutput,
             start_to_close_timeout=timedelta(minutes=30),
@@ -250,9 +275,11 @@ class MiproWorkflow:
         self._set_phase("final_eval")
         best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
         base_choice = self._baseline_choice()
-        jobs = [self._evaluate("test-best", self._compile(best_choice), self.m.test_pool)]
+        jobs = [self._evaluate("test-best", self._compile(best_choice), self.m.test_pool, final=True)]
         if best_choice.key != base_choice.key:
-            jobs.append(self._evaluate("test-baseline", self._compile(base_choice), self.m.test_pool))
+            jobs.append(
+                self._evaluate("test-baseline", self._compile(base_choice), self.m.test_pool, final=True)
+            )
         outs = await asyncio.gather(*jobs)
         for out in outs:
             self._account(out.outcomes)
@@ -322,7 +349,7 @@ class MiproWorkflow:
 
         outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
         for choice, out in zip(choices, outs, strict=True):
-            if out is not None:
+            if out is not None and not out.skipped_for_budget:
                 self._record_trial(choice, seeds, out)
 
     def _record_trial(self, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:
@@ -419,14 +446,24 @@ class MiproWorkflow:
 
     # ---- evaluation and accounting ---------------------------------------------------------------
     async def _evaluate(
-        self, label: str, candidate: CompiledCandidate, seeds: list[int], capture: bool = False
+        self,
+        label: str,
+        candidate: CompiledCandidate,
+        seeds: list[int],
+        capture: bool = False,
+        final: bool = False,
     ) -> EvaluateOutput:
+        """Evaluate a candidate on seeds, within the budgets: shrunk to what fits, or skipped."""
+        seeds, allowance = self._fit_budget(candidate, seeds, final)
+        if not seeds:
+            return EvaluateOutput(outcomes=[], skipped_for_budget=True)
         concurrency = max(1, self.m.max_concurrent // self.m.max_parallel_trials)
         waves = -(-len(seeds) // concurrency)
         timeout = timedelta(
             seconds=60 + waves * self.m.rollout_timeout_seconds * (self.m.rollout_retries + 1)
         )
         self.evaluations_in_flight += 1
+        self.reserved = self.reserved.plus(allowance or Usage())
         try:
             return await workflow.execute_activity(
                 "evaluate_candidate",
@@ -438,6 +475,8 @@ class MiproWorkflow:
                     seeds=seeds,
                     concurrency=concurrency,
                     capture_examples=capture,
+                    max_cost_usd=allowance.cost_usd if allowance else None,
+                    max_tokens=allowance.total_tokens if allowance else None,
                 ),
                 result_type=EvaluateOutput,
                 start_to_close_timeout=timeout,
@@ -447,11 +486,85 @@ class MiproWorkflow:
             )
         finally:
             self.evaluations_in_flight -= 1
+            self.reserved = self.reserved.minus(allowance or Usage())
+
+    def _fit_budget(
+        self, candidate: CompiledCandidate, seeds: list[int], final: bool
+    ) -> tuple[list[int], Usage | None]:
+        """Shrink `seeds` to what the remaining budget allows and size this evaluation's hard allowance.
+
+        During the search, enough is kept back for the final test evaluation. The allowance is enforced by
+        the interceptor, call by call, so even a wrong estimate cannot overspend.
+        """
+        term = self.cfg.termination
+        if term.max_spend_usd is None and term.max_rollout_spend_usd is None and term.max_token_limit is None:
+            return seeds, None
+        reserve = Usage() if final else self._final_reserve()
+        usd, tokens = remaining_budget(term, self.s.spend, self.reserved.plus(reserve))
+        estimate = self._estimate(candidate)
+        n = len(seeds)
+        if estimate is not None and (fit := rollouts_that_fit(estimate, usd, tokens)) is not None:
+            n = min(n, fit)
+        if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
+            n = 0
+        if n == 0:
+            if self.s.stop_reason is None:
+                self.s.stop_reason = budget_name(term, self.s.spend)
+                self._emit(
+                    "mipro.termination",
+                    f"stopping: {self.s.stop_reason}",
+                    {"reason": self.s.stop_reason},
+                    level="warning",
+                )
+            return [], None
+        share = 2 * SAFETY * n + 8  # + room for the interceptor's per-call upper-bound reservations
+        allow_usd = usd if usd is None or estimate is None else min(usd, estimate.cost_usd * share)
+        allow_tokens = (
+            tokens if tokens is None or estimate is None else min(tokens, estimate.total_tokens * share)
+        )
+        if estimate is None:  # nothing measured yet: take at most half of what is free
+            allow_usd = None if usd is None else usd / 2
+            allow_tokens = None if tokens is None else tokens / 2
+        return seeds[:n], Usage(cost_usd=allow_usd or 0.0, prompt_tokens=int(allow_tokens or 0)) if (
+            allow_usd is not None or allow_tokens is not None
+        ) else None
+
+    def _proposal_allowance(self) -> float | None:
+        term, spend = self.cfg.termination, self.s.spend
+        limits = []
+        if term.max_proposal_spend_usd is not None:
+            limits.append(term.max_proposal_spend_usd - spend.proposal.cost_usd)
+        if term.max_spend_usd is not None:
+            limits.append(term.max_spend_usd - spend.total.cost_usd - self.reserved.cost_usd)
+        return max(0.0, min(limits)) if limits else None
+
+    def _estimate(self, candidate: CompiledCandidate) -> Usage | None:
+        """Expected usage of one rollout of `candidate`: the baseline's, scaled by its number of demos."""
+        if self.s.rollout_estimate is None:
+            return None
+        return scaled(self.s.rollout_estimate, 1 + sum(len(p.demos) for p in candidate.stages))
+
+    def _final_reserve(self) -> Usage:
+        if self.s.rollout_estimate is None:
+            return Usage()
+        n = len(self.m.test_pool)
+        most = 1 + self.m.max_demo_set_size * len(self.stages)
+        best = scaled(self.s.rollout_estimate, most * n * SAFETY)
+        base = scaled(self.s.rollout_estimate, n * SAFETY)
+        return best.plus(base)
 
     def _account(self, outcomes: list[SeedOutcome]) -> None:
         for o in outcomes:
             self.s.spend.add("rollout", o.usage)
             self.s.counters.record(o.ok, o.error)
+        if any(o.error == "budget" for o in outcomes) and self.s.stop_reason is None:
+            self.s.stop_reason = budget_name(self.cfg.termination, self.s.spend)
+            self._emit(
+                "mipro.termination",
+                f"stopping: {self.s.stop_reason}",
+                {"reason": self.s.stop_reason},
+                level="warning",
+            )
 
     def _cache(self, content_hash: str, outcomes: list[SeedOutcome]) -> None:
         cache = self.s.online_cache.setdefault(content_hash, {})

@@ -7,6 +7,7 @@ and `GET /health`. Only registered versions are served, the caller's key is chec
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +47,19 @@ def _usage(reg: Registration, body: dict[str, Any]) -> Usage:
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
+    pricing = {reg.upstream.model: reg.upstream.price} if reg.upstream.price else {}
+    cost = price_usd(pricing, reg.upstream.model, prompt, completion)
+    return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+
+
+def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
+    """An upper bound of a call's usage: byte-level BPE tokenizers never emit more tokens than there are
+    bytes, so the prompt's UTF-8 size (plus a per-message allowance) bounds its tokens; the completion is
+    bounded by its cap."""
+    size = len(json.dumps(body.get("messages", []), ensure_ascii=False).encode())
+    size += len(json.dumps(body.get("tools", []), ensure_ascii=False).encode())
+    prompt = size + 8 * len(body.get("messages", [])) + 16
+    completion = int(body.get("max_completion_tokens") or body.get("max_tokens") or 1024)
     pricing = {reg.upstream.model: reg.upstream.price} if reg.upstream.price else {}
     cost = price_usd(pricing, reg.upstream.model, prompt, completion)
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
@@ -113,10 +127,28 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         log.warning("transform_failed", version=version_id, cid=cid, error=str(exc))
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
+    estimate = _upper_estimate(reg, out)
+    if not registry.reserve(version_id, estimate):
+        message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
+        registry.record(
+            version_id,
+            cid,
+            CallRecord(
+                stage_id=stage_id,
+                request_messages=incoming,
+                sent_messages=messages,
+                answer=None,
+                usage=Usage(),
+                latency_ms=0.0,
+                error=message,
+            ),
+        )
+        return _error(402, "budget_exhausted", message)
     started = time.perf_counter()
     try:
         answer = await forward_chat(app.state.http, reg.upstream, out)
     except UpstreamError as exc:
+        registry.settle(version_id, estimate, Usage())
         latency = (time.perf_counter() - started) * 1000
         registry.record(
             version_id,
@@ -135,6 +167,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         return _error(502, "upstream_failed", str(exc))
     latency = (time.perf_counter() - started) * 1000
     message = ChatMessage.model_validate(answer["choices"][0]["message"])
+    registry.settle(version_id, estimate, _usage(reg, answer))
     registry.record(
         version_id,
         cid,

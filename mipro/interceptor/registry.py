@@ -45,6 +45,8 @@ class Registration:
     stages: list[StageSpec]
     upstream: Upstream
     caller_key: str | None
+    allowance: Usage | None = None  # hard cap on cost (cost_usd) and tokens (prompt_tokens) for this version
+    committed: Usage = field(default_factory=Usage)  # spent plus reserved for calls in flight
     records: dict[str, list[CallRecord]] = field(default_factory=dict)
 
 
@@ -61,11 +63,35 @@ class Registry:
         stages: list[StageSpec],
         upstream: Upstream,
         caller_key: str | None,
+        allowance: Usage | None = None,
     ) -> str:
         version_id = f"{candidate.content_hash[:12]}-{secrets.token_hex(8)}"
         with self._lock:
-            self._versions[version_id] = Registration(candidate, stages, upstream, caller_key)
+            self._versions[version_id] = Registration(candidate, stages, upstream, caller_key, allowance)
         return version_id
+
+    def reserve(self, version_id: str, estimate: Usage) -> bool:
+        """Reserve an upper estimate of a call; False if it would break the version's allowance."""
+        with self._lock:
+            reg = self._versions.get(version_id)
+            if reg is None:
+                return False
+            after = reg.committed.plus(estimate)
+            cap = reg.allowance
+            if cap is not None and (
+                (cap.cost_usd > 0 and after.cost_usd > cap.cost_usd)
+                or (cap.prompt_tokens > 0 and after.total_tokens > cap.prompt_tokens)
+            ):
+                return False
+            reg.committed = after
+            return True
+
+    def settle(self, version_id: str, estimate: Usage, actual: Usage) -> None:
+        """Replace a reservation by what the call really used."""
+        with self._lock:
+            reg = self._versions.get(version_id)
+            if reg is not None:
+                reg.committed = reg.committed.minus(estimate).plus(actual)
 
     def unregister(self, version_id: str) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from mipro.simllm.classifier import decide, request_key, roll_key, temperature_of
+from mipro.simllm.dspy_meta import dspy_meta_answer
 from mipro.simllm.faults import AttemptCounter, choose_fault, fault_response, latency_s
 from mipro.simllm.formats import answer_message, completion_text
 from mipro.simllm.meta import meta_answer
@@ -63,6 +64,8 @@ def _answer(body: dict[str, Any], settings: SimLLMSettings, key: str) -> tuple[d
     """The assistant message and finish reason: meta-model text, or the classifier's label."""
     messages, temperature = body["messages"], temperature_of(body)
     meta = meta_answer(messages, temperature)
+    if meta is None:
+        meta = dspy_meta_answer(messages, temperature)
     if meta is not None:
         return {"role": "assistant", "content": meta}, "stop"
     view = read_prompt(messages, body.get("tools"))

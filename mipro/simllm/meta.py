@@ -207,7 +207,11 @@ def _subset(labels: list[str], salt: str) -> list[str]:
 
 def propose(messages: list[dict[str, Any]], temperature: float) -> str:
     """A new instruction for a proposal prompt."""
-    req = read_proposal(messages)
+    return propose_from(read_proposal(messages), temperature)
+
+
+def propose_from(req: ProposalRequest, temperature: float) -> str:
+    """A new instruction for what a proposal prompt shows (ours, or DSPy's GroundedProposer's)."""
     salt = f"{req.index}:{round(temperature, 3)}:{req.tip}"
     kept, dropped = _history_rules(req.history)
     per_rule = WORDS_PER_RULE.get(req.tip, 3)
@@ -227,7 +231,11 @@ def propose(messages: list[dict[str, Any]], temperature: float) -> str:
 
 def summarize(messages: list[dict[str, Any]]) -> str:
     """A 2-3 sentence data summary grounded in the shown examples."""
-    examples = read_examples(_user(messages))
+    return summary_of(read_examples(_user(messages)))
+
+
+def summary_of(examples: list[tuple[str, str]]) -> str:
+    """A 2-3 sentence summary of (input, output) examples."""
     if not examples:
         return "No examples were provided, so nothing can be said about the data yet."
     labels = Counter(label for _, label in examples)

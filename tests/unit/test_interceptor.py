@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +15,15 @@ from mipro.config import Price
 from mipro.interceptor.app import create_app
 from mipro.interceptor.registry import Registry, Upstream
 from mipro.serving import BackgroundServer
-from mipro.types import ChatMessage, CompiledCandidate, FewShotExample, StagePrompt, StageSpec
+from mipro.types import ChatMessage, CompiledCandidate, FewShotExample, StagePrompt, StageSpec, Usage
 
 BASELINE = "You are a classifier. Answer with one label."
 STAGES = [StageSpec(baseline_instruction=BASELINE)]
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A realistic count: about four characters per token."""
+    return len(json.dumps(body["messages"])) // 4
 
 
 class FakeUpstream:
@@ -47,7 +53,7 @@ class FakeUpstream:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 4, "total_tokens": 104},
+                "usage": {"prompt_tokens": prompt_tokens(body), "completion_tokens": 4},
             }
         )
 
@@ -121,8 +127,9 @@ def test_substitutes_candidate_and_records_usage(upstream, interceptor) -> None:
     assert messages[0]["content"] == "Better instruction."
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     records = registry.take_records(version, "trace_a")
-    assert len(records) == 1 and records[0].usage.prompt_tokens == 100
-    assert records[0].usage.cost_usd == pytest.approx((100 * 1.0 + 4 * 2.0) / 1e6)
+    tokens = prompt_tokens(sent["body"])
+    assert len(records) == 1 and records[0].usage.prompt_tokens == tokens
+    assert records[0].usage.cost_usd == pytest.approx((tokens * 1.0 + 4 * 2.0) / 1e6)
     assert records[0].request_messages[0].content == BASELINE
     assert registry.take_records(version, "trace_a") == []
 
@@ -212,3 +219,27 @@ def test_prompt_without_the_baseline_is_a_transform_error(upstream, interceptor)
     body["messages"][0]["content"] = "Something else entirely."
     r = httpx.post(f"{server.url}/v1/{version}/chat/completions", json=body, headers={"X-API-Key": "k1"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "transform_failed"
+
+
+def test_allowance_is_a_hard_cap(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    up = Upstream(
+        base_url=f"{up_server.url}/v1",
+        model="real-model",
+        price=Price(input_per_mtok=1000.0, output_per_mtok=1000.0),
+        max_attempts=1,
+    )
+    allowance = Usage(cost_usd=0.5)  # a call costs ~$0.03 and is reserved at its upper bound, ~$0.15
+    version = registry.register(
+        candidate("Better instruction."), STAGES, up, caller_key=None, allowance=allowance
+    )
+    statuses = [
+        httpx.post(f"{server.url}/v1/{version}/chat/completions?cid=b{i}", json=chat_body()).status_code
+        for i in range(20)
+    ]
+    assert 200 in statuses and statuses[-1] == 402
+    spent = sum(r.usage.cost_usd for i in range(20) for r in registry.take_records(version, f"b{i}"))
+    assert 0 < spent <= allowance.cost_usd
+    refused = registry.take_records(version, "b19")
+    assert refused == []  # records were taken above; the refusal was recorded with a budget error

@@ -9,10 +9,17 @@ Test knobs:
   calling the LLM; it counts as started + failed.
 - `hang_seeds`: a rollout whose `env.seed` is in this set never answers (until the client goes away);
   used to test cancellation and rollout timeouts.
+- `close_seeds`: a rollout whose `env.seed` is in this set gets a 200 status line and headers promising a
+  body, a fragment of that body, and then the connection is closed (the handler returns without finishing
+  the response, so uvicorn drops the connection): the client sees a protocol error, never a response.
+- `garbage_seeds`: a rollout whose `env.seed` is in this set answers 200 with a body that is not JSON
+  (a truncated JSON document that would carry a reward if it were complete).
+  Neither of the last two calls the LLM; both count as started + failed.
 - `app.state.stats` (`RolloutStats`, also `GET /stats`, no auth): rollouts started / completed / failed /
-  cancelled and the seeds seen. *Cancelled* means the client went away (disconnect or cancel) while the
-  rollout ran: the handler watches for `http.disconnect`, cancels the in-flight LLM call, counts it and
-  re-raises the CancelledError inside the rollout task.
+  cancelled, the seeds seen, the number of /rollout requests per seed (`attempts_by_seed`) and the faults
+  injected per knob (`injected`: fail / hang / close / garbage). *Cancelled* means the client went away
+  (disconnect or cancel) while the rollout ran: the handler watches for `http.disconnect`, cancels the
+  in-flight LLM call, counts it and re-raises the CancelledError inside the rollout task.
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.types import Receive, Scope, Send
 
 from mipro.taskapps.auth import auth_summary, authorise, error_detail
 from mipro.taskapps.banking77.data import Banking77Data
@@ -39,6 +47,9 @@ LLM_TIMEOUT_S = 60.0
 CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it because the client is gone
 SeedsQuery = Annotated[list[int] | None, Query()]
 KeyDependency = Callable[[Request], Awaitable[str | None]]
+Fault = Literal["fail", "hang", "close", "garbage"]
+# What a garbage_seeds rollout answers: JSON cut short, so a lenient parser could be tempted by the reward.
+GARBAGE_BODY = b'{"metrics": {"outcome_score": 1.0, "mean_return": 1.0}, "trajectories": [{"steps": [{"rew'
 
 
 class RolloutStats(BaseModel):
@@ -49,9 +60,21 @@ class RolloutStats(BaseModel):
     failed: int = 0
     cancelled: int = 0
     seeds: set[int] = Field(default_factory=set)
+    attempts_by_seed: dict[int, int] = Field(default_factory=dict)  # /rollout requests per env.seed
+    injected: dict[str, int] = Field(default_factory=dict)  # faults injected, per knob
 
     def snapshot(self) -> dict[str, Any]:
-        return {**self.model_dump(exclude={"seeds"}), "seeds": sorted(self.seeds)}
+        return {
+            **self.model_dump(exclude={"seeds", "attempts_by_seed"}),
+            "seeds": sorted(self.seeds),
+            "attempts_by_seed": {str(s): n for s, n in sorted(self.attempts_by_seed.items())},
+        }
+
+    def request(self, seed: int, fault: Fault | None) -> None:
+        """Count one /rollout request for `seed` (and the fault injected into it, if any)."""
+        self.attempts_by_seed[seed] = self.attempts_by_seed.get(seed, 0) + 1
+        if fault is not None:
+            self.injected[fault] = self.injected.get(fault, 0) + 1
 
 
 def _new_client(timeout: float) -> httpx.AsyncClient:
@@ -119,12 +142,41 @@ def _injected_failure(seed: int) -> HTTPException:
     return HTTPException(500, detail=error_detail("injected_failure", f"seed {seed} is in fail_seeds"))
 
 
+class DroppedConnection(Response):
+    """A response that is never finished: a 200 status line and headers promising 4096 bytes, a 16-byte
+    fragment, then the ASGI call returns. The server (uvicorn: "ASGI callable returned without completing
+    response") closes the connection, so the client sees a protocol error instead of a response.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": GARBAGE_BODY[:16], "more_body": True})
+
+
+def _fault_of(app: FastAPI, seed: int) -> Fault | None:
+    for fault, seeds in (
+        ("fail", app.state.fail_seeds),
+        ("hang", app.state.hang_seeds),
+        ("close", app.state.close_seeds),
+        ("garbage", app.state.garbage_seeds),
+    ):
+        if seed in seeds:
+            return fault  # type: ignore[return-value]
+    return None
+
+
 def create_app(
     data: Banking77Data,
     api_key: str | None = None,
     fail_seeds: set[int] | None = None,
     *,
     hang_seeds: set[int] | None = None,
+    close_seeds: set[int] | None = None,
+    garbage_seeds: set[int] | None = None,
     llm_timeout: float = LLM_TIMEOUT_S,
 ) -> FastAPI:
     """Build the task app over `data`. `api_key` None means no auth; see the module docstring for knobs."""
@@ -133,6 +185,8 @@ def create_app(
     app.state.api_key = api_key
     app.state.fail_seeds = set(fail_seeds or ())
     app.state.hang_seeds = set(hang_seeds or ())
+    app.state.close_seeds = set(close_seeds or ())
+    app.state.garbage_seeds = set(garbage_seeds or ())
     app.state.stats = RolloutStats()
     app.state.llm_timeout = llm_timeout
 
@@ -189,11 +243,22 @@ def _add_rollout_route(app: FastAPI, data: Banking77Data, require_key: KeyDepend
         body: RolloutRequest, request: Request, inbound_key: str | None = Depends(require_key)
     ) -> Any:
         seed = body.env.seed or 0
+        fault = _fault_of(app, seed)
+        stats: RolloutStats = app.state.stats
+        stats.request(seed, fault)
+        if fault in ("close", "garbage"):
+            stats.started += 1
+            stats.seeds.add(seed)
+            stats.failed += 1
+            log.info("banking77.injected_fault", seed=seed, fault=fault)
+            if fault == "close":
+                return DroppedConnection()
+            return Response(GARBAGE_BODY, status_code=200, media_type="application/json")
 
         async def work() -> RolloutResponse:
-            if seed in app.state.fail_seeds:
+            if fault == "fail":
                 raise _injected_failure(seed)
-            if seed in app.state.hang_seeds:
+            if fault == "hang":
                 await asyncio.Event().wait()  # until the client disconnects and the task is cancelled
             return await run_rollout(body, data, http_client(app), inbound_key)
 
