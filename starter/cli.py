@@ -36,6 +36,11 @@ async def _start(args: argparse.Namespace) -> int:
     from worker import connect
 
     config = load_config_file(Path(args.config), args.set or [])
+    if args.dry_run:
+        from mipro.estimate import estimate_job
+
+        render.print_estimate(estimate_job(config, args.prompt_tokens))
+        return 0
     client = await connect(args.address)
     handle = await jobs.start_job(client, config, job_id=args.job_id, task_queue=args.task_queue)
     print(f"job {handle.id} started\nTemporal UI: {jobs.ui_link(handle.id)}", flush=True)
@@ -156,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--watch", action="store_true", help="show live progress until the job ends")
     start.add_argument("--job-id", default=None)
+    start.add_argument(
+        "--dry-run", action="store_true", help="print the planned rollouts, calls, tokens and cost"
+    )
+    start.add_argument(
+        "--prompt-tokens", type=int, default=None, help="rendered baseline prompt size (dry run)"
+    )
     start.add_argument("--task-queue", default="mipro")
     for name, helptext in (
         ("status", "print a job's progress"),

@@ -11,6 +11,7 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from mipro.estimate import JobEstimate
 from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
 from mipro.types import ChatMessage
@@ -126,3 +127,19 @@ def print_job_list(rows: list[JobRow]) -> None:
             started,
         )
     console.print(table)
+
+
+def print_estimate(e: JobEstimate) -> None:
+    table = Table(title="pre-run estimate (nothing started)")
+    for column in ("", "low", "high"):
+        table.add_column(column, justify="right")
+    table.add_row("rollouts", f"{e.rollouts.low:,.0f}", f"{e.rollouts.high:,.0f}")
+    table.add_row("policy LLM calls", f"{e.policy_calls.low:,.0f}", f"{e.policy_calls.high:,.0f}")
+    table.add_row("meta-model calls", f"{e.meta_calls.low:,.0f}", f"{e.meta_calls.high:,.0f}")
+    table.add_row("tokens", f"{e.tokens.low:,.0f}", f"{e.tokens.high:,.0f}")
+    table.add_row("cost (USD)", f"${e.cost_usd.low:.4f}", f"${e.cost_usd.high:.4f}")
+    console.print(table)
+    if e.capped_by_budget:
+        console.print(f"capped by: {', '.join(e.capped_by_budget)}")
+    for line in e.assumptions:
+        console.print(f"- {line}")
