@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -64,9 +65,7 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
     registry = Registry()
     server = await LoopServer(create_app(registry), opts.interceptor_host, opts.interceptor_port).start()
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
-    resources = WorkerResources(
-        registry=registry, interceptor_url=opts.interceptor_public_url or server.url, http=http
-    )
+    resources = WorkerResources(registry=registry, interceptor_url=_public_url(opts, server), http=http)
     task_app, proposals = TaskAppActivities(resources), ProposalActivities(resources)
     worker = Worker(
         client,
@@ -92,6 +91,15 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
         await asyncio.gather(task, return_exceptions=True)
         await http.aclose()
         await server.stop()
+
+
+def _public_url(opts: WorkerOptions, server: LoopServer) -> str:
+    """The URL task apps are given: explicit, else this host's name when bound to all interfaces."""
+    if opts.interceptor_public_url:
+        return opts.interceptor_public_url.rstrip("/")
+    if opts.interceptor_host == "0.0.0.0":
+        return f"http://{socket.gethostname()}:{server.port}"
+    return server.url
 
 
 async def serve(address: str | None, namespace: str | None, options: WorkerOptions) -> None:
