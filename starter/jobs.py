@@ -7,7 +7,7 @@ from datetime import datetime
 
 import structlog
 from pydantic import BaseModel
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -15,6 +15,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.service import RPCError
 
 from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
@@ -35,10 +36,23 @@ def ui_link(job_id: str, namespace: str = "default", ui_base: str = UI_BASE) -> 
 
 
 async def search_attributes_registered(client: Client) -> bool:
+    """Whether MIPRO's search attributes exist on the namespace; missing ones are registered if allowed."""
     response = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )
-    return all(key.name in response.custom_attributes for key in sa.ALL)
+    missing = {
+        key.name: key.indexed_value_type for key in sa.ALL if key.name not in response.custom_attributes
+    }
+    if not missing:
+        return True
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    except RPCError as exc:
+        log.warning("search_attributes_not_registered", missing=sorted(missing), error=exc.message)
+        return False
+    return True
 
 
 def static_details(config: JobConfig) -> str:
