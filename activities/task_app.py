@@ -186,6 +186,8 @@ def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None
     llm_errors = [c.error for c in calls if c.error]
     if any(e.startswith("budget_exhausted") for e in llm_errors):
         raise RolloutFailure("budget", "refused by the budget guard")
+    if transform := next((e for e in llm_errors if e.startswith("transform_failed")), None):
+        raise RolloutFailure("transform", transform)
     if llm_errors:
         raise RolloutFailure("llm_error", llm_errors[-1] or "")
     kind: ErrorKind = "http_5xx" if response.status_code >= 500 else "http_4xx"

@@ -3,6 +3,8 @@
 A configuration picks one index per dimension (per stage: an instruction and a demo set). `suggest`
 is a pure function of (space, history, settings, seed): the workflow's trial history is the whole
 optimizer state, so a stateless activity can call it and a replay gets the very same answer.
+`suggest_arrays` is the same function on a columnar history (params matrix, scores, ns), without one
+Python object per observation; `suggest` converts its Observations and gives identical results.
 
 1. Repeated observations of the same params are merged (n-weighted mean, summed n).
 2. Noise: each mean is shrunk toward the global mean, empirical-Bayes style, with a pseudo-count
@@ -20,6 +22,7 @@ With no observation, or fewer distinct observed configs than `n_startup_trials`:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -68,6 +71,9 @@ class _Grid:
     strides: np.ndarray
     offsets: np.ndarray  # where each dimension starts in a flat table of all categories
     total: int
+    sizes: np.ndarray  # per category: the size of its dimension
+    offsets2: np.ndarray  # where each dimension starts in two flat tables side by side (l, then g)
+    sizes2: np.ndarray  # per dimension of the two tables: its size
 
     @classmethod
     def of(cls, space: Sequence[int]) -> _Grid:
@@ -79,21 +85,29 @@ class _Grid:
         total = math.prod(space)
         if total >= _MAX_CONFIGS:
             raise ValueError(f"space has {total} configs, more than the supported {_MAX_CONFIGS}")
-        dims = np.asarray(space, dtype=np.int64)
-        strides = np.concatenate(([1], np.cumprod(dims[:-1]))).astype(np.int64)
-        return cls(dims, strides, np.concatenate(([0], np.cumsum(dims[:-1]))).astype(np.int64), total)
+        return _grid(tuple(map(int, space)))
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.sizes)
 
     def matrix(self, rows: Sequence[Sequence[int]], what: str) -> np.ndarray:
         """Validated (len(rows), n_dims) int64 matrix of the rows."""
+        return self.check(params_matrix(rows, len(self.dims), what), what)
+
+    def check(self, mat: np.ndarray, what: str) -> np.ndarray:
+        """`mat` as a validated (N, n_dims) int64 matrix (an empty array of any shape is 0 rows)."""
+        mat = np.asarray(mat)
         width = len(self.dims)
-        if set(map(len, rows)) - {width}:
-            i = next(i for i, row in enumerate(rows) if len(row) != width)
-            raise ValueError(f"{what}[{i}] has {len(rows[i])} params, the space has {width} dims")
-        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
-        mat = flat.reshape(len(rows), width)
-        bad = (mat < 0) | (mat >= self.dims)
-        if bad.any():
-            i, d = np.argwhere(bad)[0]
+        if mat.size == 0 and (mat.ndim == 1 or (mat.ndim == 2 and mat.shape[1] in (0, width))):
+            return np.empty((0, width), dtype=np.int64)
+        if mat.ndim != 2 or mat.shape[1] != width:
+            raise ValueError(f"{what} has shape {mat.shape}, the space needs (N, {width})")
+        if mat.dtype.kind not in "iu":
+            raise ValueError(f"{what} must hold integers, got dtype {mat.dtype}")
+        mat = mat.astype(np.int64, copy=False)
+        if mat.min() < 0 or (mat.max(axis=0) >= self.dims).any():
+            i, d = np.argwhere((mat < 0) | (mat >= self.dims))[0]
             raise ValueError(
                 f"{what}[{i}] index {mat[i, d]} is out of range for dimension {d} (0..{self.dims[d] - 1})"
             )
@@ -107,7 +121,10 @@ class _Grid:
         return self.total <= max(EXACT_SCORING_MAX_CONFIGS, 4 * n_blocked)
 
     def free(self, blocked: np.ndarray) -> np.ndarray:
-        return np.setdiff1d(np.arange(self.total, dtype=np.int64), blocked, assume_unique=True)
+        """Sorted codes of every config not in `blocked` (codes of this grid)."""
+        mask = np.ones(self.total, dtype=bool)
+        mask[blocked] = False
+        return np.flatnonzero(mask)
 
     def random_untried(self, rng: np.random.Generator, blocked: np.ndarray, count: int) -> np.ndarray:
         """Up to `count` distinct uniformly random codes, in random order, none in sorted `blocked`."""
@@ -120,6 +137,33 @@ class _Grid:
         return picked[:count]
 
 
+@functools.lru_cache(maxsize=64)
+def _grid(space: tuple[int, ...]) -> _Grid:
+    """The (immutable: nothing writes to its arrays) grid of a validated space, cached per space."""
+    dims = np.asarray(space, dtype=np.int64)
+    strides = np.concatenate(([1], np.cumprod(dims[:-1]))).astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(dims[:-1]))).astype(np.int64)
+    n_cat = int(dims.sum())
+    sizes = np.repeat(dims, dims)
+    offsets2, sizes2 = np.concatenate((offsets, offsets + n_cat)), np.concatenate((dims, dims))
+    grid = _Grid(dims, strides, offsets, math.prod(space), sizes, offsets2, sizes2)
+    for arr in (dims, strides, offsets, sizes, offsets2, sizes2):
+        arr.flags.writeable = False
+    return grid
+
+
+def params_matrix(rows: Sequence[Sequence[int]], width: int, what: str = "history") -> np.ndarray:
+    """(len(rows), width) int64 matrix of rows of `width` ints each (ranges are not checked here).
+
+    One pass over the flattened rows: cheaper than np.array on a list of lists, and a row of the wrong
+    length is named in the error."""
+    if set(map(len, rows)) - {width}:
+        i = next(i for i, row in enumerate(rows) if len(row) != width)
+        raise ValueError(f"{what}[{i}] has {len(rows[i])} params, the space has {width} dims")
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
+    return flat.reshape(len(rows), width)
+
+
 def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """Which codes are in `sorted_set` (sorted, unique): a binary search, cheaper than np.isin."""
     if len(sorted_set) == 0:
@@ -128,9 +172,19 @@ def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == codes
 
 
+def _groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stable argsort of the codes and, in that order, which entries start a new distinct code."""
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    new = np.empty(len(codes), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    return order, new
+
+
 def _unique_in_order(codes: np.ndarray) -> np.ndarray:
-    _, first = np.unique(codes, return_index=True)
-    return codes[np.sort(first)]
+    order, new = _groups(codes)
+    return codes[np.sort(order[new])]
 
 
 @dataclass(frozen=True)
@@ -144,11 +198,23 @@ class _Merged:
 
 
 def _merge(mat: np.ndarray, codes: np.ndarray, scores: np.ndarray, ns: np.ndarray) -> _Merged:
-    """Distinct configs (sorted by code) with their n-weighted mean score and total rollouts."""
-    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    n = np.bincount(inverse, weights=ns, minlength=len(uniq))
-    mean = np.bincount(inverse, weights=scores * ns, minlength=len(uniq)) / n
-    return _Merged(uniq, mat[first], mean, n)
+    """Distinct configs (sorted by code) with their n-weighted mean score and total rollouts.
+
+    Sums are np.bincount's (zero, then += in observation order), so the all-distinct shortcut adds 0.0
+    to reproduce them bit for bit (-0.0 becomes 0.0)."""
+    order, new = _groups(codes)
+    starts = np.flatnonzero(new)
+    first = order[starts]
+    weighted = scores * ns
+    if len(starts) == len(codes):  # every config observed once (the workflow merges its history)
+        n = ns[order] + 0.0
+        mean = (weighted[order] + 0.0) / n
+    else:
+        inverse = np.empty(len(codes), dtype=np.intp)
+        inverse[order] = np.cumsum(new) - 1
+        n = np.bincount(inverse, weights=ns, minlength=len(starts))
+        mean = np.bincount(inverse, weights=weighted, minlength=len(starts)) / n
+    return _Merged(codes[first], mat[first], mean, n)
 
 
 def _shrinkage(mean: np.ndarray, n: np.ndarray, center: float) -> float:
@@ -172,13 +238,19 @@ def _split(obs: _Merged, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     return good, reliability / reliability.mean()
 
 
-def _density(grid: _Grid, cols: np.ndarray, weights: np.ndarray, s: TPESettings) -> np.ndarray:
-    """Smoothed per-dimension categorical probabilities of the weighted rows, as one flat table."""
-    sizes = np.repeat(grid.dims, grid.dims)
-    flat = (cols + grid.offsets).ravel()
-    counts = np.bincount(flat, np.repeat(weights, len(grid.dims)), int(grid.dims.sum()))
-    p = counts + (s.alpha + s.prior_weight / sizes)
-    return p / np.repeat(np.add.reduceat(p, grid.offsets), grid.dims)
+def _densities(
+    grid: _Grid, cols: np.ndarray, weights: np.ndarray, good: np.ndarray, s: TPESettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed per-dimension categorical probabilities of the good rows (l) and of the others (g).
+
+    Each is one flat table of all categories; both come from one bincount over two tables side by side
+    (a row's weight goes to l's table or to g's, in row order, so each sum is the one of its own rows)."""
+    n_cat = grid.n_categories
+    flat = (cols + grid.offsets + np.where(good, 0, n_cat)[:, None]).ravel()
+    counts = np.bincount(flat, np.repeat(weights, len(grid.dims)), 2 * n_cat)
+    p = (counts.reshape(2, n_cat) + (s.alpha + s.prior_weight / grid.sizes)).ravel()
+    p /= np.repeat(np.add.reduceat(p, grid.offsets2), grid.sizes2)
+    return p[:n_cat], p[n_cat:]
 
 
 def _sample(rng: np.random.Generator, grid: _Grid, probs: np.ndarray, count: int) -> np.ndarray:
@@ -200,8 +272,8 @@ def _candidates(
         return codes, grid.decode(codes)
     cols = _sample(rng, grid, l_probs, max(draws, count))
     codes = cols @ grid.strides
-    _, first = np.unique(codes, return_index=True)
-    keep = np.sort(first)
+    order, new = _groups(codes)
+    keep = np.sort(order[new])  # first draw of each distinct code, in draw order
     keep = keep[~_member(codes[keep], blocked)]
     return codes[keep], cols[keep]
 
@@ -211,8 +283,8 @@ def _model_picks(
 ) -> np.ndarray:
     """The top `count` untried codes by log l - log g, topped up with random untried ones."""
     good, weights = _split(obs, s.gamma)
-    l_probs = _density(grid, obs.cols[good], weights[good], s)
-    log_ratio = np.log(l_probs / _density(grid, obs.cols[~good], weights[~good], s))
+    l_probs, g_probs = _densities(grid, obs.cols, weights, good, s)
+    log_ratio = np.log(l_probs / g_probs)
     codes, cols = _candidates(rng, grid, l_probs, blocked, s.n_candidates, count)
     score = np.round(log_ratio[cols + grid.offsets].sum(axis=1), 9)
     picks = codes[np.lexsort((rng.random(len(codes)), -score))[:count]]
@@ -243,16 +315,81 @@ def suggest(
     k: int,
     exclude: list[list[int]] | None = None,
 ) -> list[list[int]]:
-    """Return up to k distinct configurations, ranked best-first by l(x)/g(x), none in history or exclude."""
+    """Return up to k distinct configurations, ranked best-first by l(x)/g(x), none in history or exclude.
+
+    The same as `suggest_arrays` on the history's columns."""
     grid = _Grid.of(space)
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
+    _check_k(k)
     mat = grid.matrix(list(map(_PARAMS, history)), "history")
     scores = np.fromiter(map(_SCORE, history), dtype=float, count=len(history))
-    obs = _merge(mat, mat @ grid.strides, scores, np.fromiter(map(_N, history), float, len(history)))
+    ns = np.fromiter(map(_N, history), dtype=np.int64, count=len(history))
+    excluded = grid.matrix(exclude, "exclude") if exclude else None
+    return _suggest(grid, mat, scores, ns, excluded, settings, seed, k)
+
+
+def suggest_arrays(
+    space: list[int],
+    params: np.ndarray,
+    scores: np.ndarray,
+    ns: np.ndarray,
+    settings: TPESettings,
+    seed: int,
+    k: int,
+    exclude: np.ndarray | None = None,
+) -> list[list[int]]:
+    """`suggest` on a columnar history: observation i is (params[i], scores[i], ns[i]).
+
+    params: (N, n_dims) integer matrix; scores: (N,) finite mean scores; ns: (N,) integer rollout
+    counts >= 1; exclude: (M, n_dims) integer matrix or None. Empty arrays of any shape are no rows.
+    Build `params` from lists of rows with `params_matrix` (one pass, names a row of the wrong length).
+    Identical results to `suggest` with Observation(params=params[i], score=scores[i], n=ns[i])."""
+    grid = _Grid.of(space)
+    _check_k(k)
+    mat = grid.check(params, "history")
+    scores = _column(np.asarray(scores, dtype=float), len(mat), "scores")
+    ns = _column(ns, len(mat), "ns")
+    if len(mat):
+        if not np.isfinite(scores).all():
+            i = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise ValueError(f"history[{i}] score {scores[i]} is not finite")
+        if ns.dtype.kind not in "iu":
+            raise ValueError(f"ns must hold integers, got dtype {ns.dtype}")
+        if ns.min() < 1:
+            i = int(np.flatnonzero(ns < 1)[0])
+            raise ValueError(f"history[{i}] n {ns[i]} must be >= 1")
+    excluded = grid.check(exclude, "exclude") if exclude is not None and len(exclude) else None
+    return _suggest(grid, mat, scores, ns, excluded, settings, seed, k)
+
+
+def _check_k(k: int) -> None:
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+
+
+def _column(values: np.ndarray, length: int, what: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.size == 0 and length == 0:
+        return values.reshape(0)
+    if values.shape != (length,):
+        raise ValueError(f"{what} has shape {values.shape}, the history has {length} params rows")
+    return values
+
+
+def _suggest(
+    grid: _Grid,
+    mat: np.ndarray,
+    scores: np.ndarray,
+    ns: np.ndarray,
+    excluded: np.ndarray | None,
+    settings: TPESettings,
+    seed: int,
+    k: int,
+) -> list[list[int]]:
+    """The suggestion from validated columns: mat (N, n_dims) int64, scores (N,) float, ns (N,) ints."""
+    obs = _merge(mat, mat @ grid.strides, scores, ns.astype(float))
     blocked = obs.codes
-    if exclude:
-        blocked = np.union1d(blocked, grid.matrix(exclude, "exclude") @ grid.strides)
+    if excluded is not None:
+        blocked = np.union1d(blocked, excluded @ grid.strides)
     count = min(k, grid.total - len(blocked))
     if count <= 0:
         return []

@@ -142,6 +142,7 @@ class MiproWorkflow:
             self._evaluate("bootstrap", baseline, self.m.bootstrap_train_seeds, capture=True),
             self._evaluate("baseline-val", baseline, self.m.val_seeds),
         )
+        self._fail_unless_bootstrapped(boot)
         self._account(boot.outcomes)
         self._account(val.outcomes)
         measured = boot.outcomes + val.outcomes
@@ -184,6 +185,23 @@ class MiproWorkflow:
             },
         )
         self._set_phase("proposal")
+
+    def _fail_unless_bootstrapped(self, boot: EvaluateOutput) -> None:
+        """Errors that no amount of searching can fix end the job here, with a failure that says so."""
+        if boot.skipped_for_budget or (boot.outcomes and all(o.error == "budget" for o in boot.outcomes)):
+            raise ApplicationError(
+                "the budget does not cover the bootstrap: raise the budget or use fewer bootstrap seeds",
+                type="BudgetExceededError",
+                non_retryable=True,
+            )
+        if boot.outcomes and all(o.error == "transform" for o in boot.outcomes):
+            raise ApplicationError(
+                "the baseline instruction was not found in the task app's LLM calls "
+                f"({boot.outcomes[0].error_detail}). Copy the system message the task app sends into "
+                "initial_prompt (or set mipro.stages)",
+                type="TransformApplicationError",
+                non_retryable=True,
+            )
 
     async def _propose(self) -> None:
         for i, stage in enumerate(self.stages):

@@ -125,6 +125,19 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         stage_id, messages = _substitute(reg, incoming)
     except (TransformApplicationError, ValueError) as exc:
         log.warning("transform_failed", version=version_id, cid=cid, error=str(exc))
+        registry.record(
+            version_id,
+            cid,
+            CallRecord(
+                stage_id="",
+                request_messages=[],
+                sent_messages=[],
+                answer=None,
+                usage=Usage(),
+                latency_ms=0.0,
+                error=f"transform_failed: {exc}",
+            ),
+        )
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
     estimate = _upper_estimate(reg, out)

@@ -75,3 +75,37 @@ def test_invalid_config_is_refused_before_any_workflow_starts(
 async def test_refused_config_left_no_workflow(temporal_env: WorkflowEnvironment) -> None:
     with pytest.raises(RPCError):
         await temporal_env.client.get_workflow_handle("pl_never_started").describe()
+
+
+async def test_wrong_baseline_prompt_fails_with_transform_error(
+    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer, task_queue: str
+) -> None:
+    config = job_config(
+        task_app.url,
+        simllm.url,
+        [
+            *SMALL_JOB,
+            'initial_prompt.messages=[{role="system", pattern="You are a poet."}, {role="user", pattern="{query}"}]',
+        ],
+    )
+    client = temporal_env.client
+    async with running_worker(client, WorkerOptions(task_queue=task_queue)):
+        handle = await jobs.start_job(client, config, task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "TransformApplicationError"
+    assert "You are a poet." in cause.message
+
+
+async def test_budget_too_small_for_bootstrap_fails_with_budget_error(
+    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer, task_queue: str
+) -> None:
+    config = job_config(task_app.url, simllm.url, [*SMALL_JOB, "termination.max_spend_usd=0.0000001"])
+    client = temporal_env.client
+    async with running_worker(client, WorkerOptions(task_queue=task_queue)):
+        handle = await jobs.start_job(client, config, task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "BudgetExceededError"
