@@ -7,6 +7,7 @@ The file shape follows synth-ai's prompt-learning TOML (`[prompt_learning]`, `in
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -212,8 +213,29 @@ def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+_SECRET_NAME = re.compile(
+    r"^(api_?key|authorization|bearer|token|secret|password)$|_(api_?key|key|secret|token)$"
+)
+
+
+def _refuse_inline_provider_keys(body: dict[str, Any]) -> None:
+    """Provider keys live in the worker's environment, named by `api_key_env`; never in a job."""
+    for name in body.get("policy") or {}:
+        if _SECRET_NAME.search(name.lower()):
+            raise MIPROConfigurationError(
+                [
+                    (
+                        f"prompt_learning.policy.{name}",
+                        "inline provider keys are not accepted",
+                        "put the key in the worker's environment and name it with policy.api_key_env",
+                    )
+                ]
+            )
+
+
 def _strip_inline_secrets(body: dict[str, Any]) -> dict[str, Any]:
     """An inline task-app key never reaches workflow history: the worker reads it from its environment."""
+    _refuse_inline_provider_keys(body)
     if "task_app_api_key" in body:
         body = dict(body)
         body.pop("task_app_api_key")

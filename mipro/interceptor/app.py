@@ -7,6 +7,7 @@ and `GET /health`. Only registered versions are served, the caller's key is chec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
@@ -65,6 +66,20 @@ def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
 
+async def _reserve(app: FastAPI, registry: Registry, version_id: str, estimate: Usage) -> str:
+    """Reserve budget for a call, waiting while only other in-flight calls' reservations stand in the way."""
+    async with app.state.budget_changed:
+        while (verdict := registry.reserve(version_id, estimate)) == "wait":
+            await app.state.budget_changed.wait()
+    return verdict
+
+
+async def _settle(app: FastAPI, registry: Registry, version_id: str, estimate: Usage, actual: Usage) -> None:
+    registry.settle(version_id, estimate, actual)
+    async with app.state.budget_changed:
+        app.state.budget_changed.notify_all()
+
+
 def _substitute(reg: Registration, messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
     stage = locate_stage(messages, reg.stages)
     stage_id = stage.stage_id if stage else reg.stages[0].stage_id
@@ -75,6 +90,7 @@ def create_app(registry: Registry) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=512))
+        app.state.budget_changed = asyncio.Condition()
         yield
         await app.state.http.aclose()
 
@@ -141,7 +157,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
     estimate = _upper_estimate(reg, out)
-    if not registry.reserve(version_id, estimate):
+    if await _reserve(app, registry, version_id, estimate) != "ok":
         message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
         registry.record(
             version_id,
@@ -161,7 +177,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
     try:
         answer = await forward_chat(app.state.http, reg.upstream, out)
     except UpstreamError as exc:
-        registry.settle(version_id, estimate, Usage())
+        await _settle(app, registry, version_id, estimate, Usage())
         latency = (time.perf_counter() - started) * 1000
         registry.record(
             version_id,
@@ -180,7 +196,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         return _error(502, "upstream_failed", str(exc))
     latency = (time.perf_counter() - started) * 1000
     message = ChatMessage.model_validate(answer["choices"][0]["message"])
-    registry.settle(version_id, estimate, _usage(reg, answer))
+    await _settle(app, registry, version_id, estimate, _usage(reg, answer))
     registry.record(
         version_id,
         cid,

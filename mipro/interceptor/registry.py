@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -46,7 +47,8 @@ class Registration:
     upstream: Upstream
     caller_key: str | None
     allowance: Usage | None = None  # hard cap on cost (cost_usd) and tokens (prompt_tokens) for this version
-    committed: Usage = field(default_factory=Usage)  # spent plus reserved for calls in flight
+    spent: Usage = field(default_factory=Usage)  # settled calls
+    reserved: Usage = field(default_factory=Usage)  # upper estimates of the calls in flight
     records: dict[str, list[CallRecord]] = field(default_factory=dict)
 
 
@@ -70,28 +72,32 @@ class Registry:
             self._versions[version_id] = Registration(candidate, stages, upstream, caller_key, allowance)
         return version_id
 
-    def reserve(self, version_id: str, estimate: Usage) -> bool:
-        """Reserve an upper estimate of a call; False if it would break the version's allowance."""
+    def reserve(self, version_id: str, estimate: Usage) -> Literal["ok", "wait", "refuse"]:
+        """Reserve an upper estimate of a call against the version's allowance.
+
+        "refuse" only when what is already *spent* plus this call could break the allowance; "wait" when
+        only other calls' reservations stand in the way (they settle at their real, smaller, usage), so
+        the outcome does not depend on how calls happen to overlap.
+        """
         with self._lock:
             reg = self._versions.get(version_id)
             if reg is None:
-                return False
-            after = reg.committed.plus(estimate)
-            cap = reg.allowance
-            if cap is not None and (
-                (cap.cost_usd > 0 and after.cost_usd > cap.cost_usd)
-                or (cap.prompt_tokens > 0 and after.total_tokens > cap.prompt_tokens)
-            ):
-                return False
-            reg.committed = after
-            return True
+                return "refuse"
+            if reg.allowance is not None:
+                if _exceeds(reg.spent.plus(estimate), reg.allowance):
+                    return "refuse"
+                if _exceeds(reg.spent.plus(reg.reserved).plus(estimate), reg.allowance):
+                    return "wait"
+            reg.reserved = reg.reserved.plus(estimate)
+            return "ok"
 
     def settle(self, version_id: str, estimate: Usage, actual: Usage) -> None:
         """Replace a reservation by what the call really used."""
         with self._lock:
             reg = self._versions.get(version_id)
             if reg is not None:
-                reg.committed = reg.committed.minus(estimate).plus(actual)
+                reg.reserved = reg.reserved.minus(estimate)
+                reg.spent = reg.spent.plus(actual)
 
     def unregister(self, version_id: str) -> None:
         with self._lock:
@@ -116,3 +122,10 @@ class Registry:
     def __len__(self) -> int:
         with self._lock:
             return len(self._versions)
+
+
+def _exceeds(usage: Usage, cap: Usage) -> bool:
+    """Whether usage breaks a cap (cost_usd: USD, prompt_tokens: total tokens; 0 means no cap)."""
+    return (cap.cost_usd > 0 and usage.cost_usd > cap.cost_usd) or (
+        cap.prompt_tokens > 0 and usage.total_tokens > cap.prompt_tokens
+    )
