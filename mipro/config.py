@@ -27,7 +27,7 @@ _FIXES: dict[str, str] = {
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MessagePattern(Strict):
@@ -50,7 +50,7 @@ class InitialPrompt(Strict):
 class PolicyConfig(BaseModel):
     """The policy model the task app's calls are sent to. Unknown keys pass through to the task app."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str = Field(min_length=1)
     provider: str = "openai"
@@ -114,7 +114,7 @@ class MiproSettings(Strict):
     validate_every_iterations: int = Field(default=1, ge=1)
     task_description: str | None = None
     instruction_candidates: list[str] = Field(default_factory=list)
-    rollout_timeout_seconds: float = Field(default=120.0, gt=0)
+    rollout_timeout_seconds: float = Field(default=120.0, gt=0, le=86_400)
     rollout_retries: int = Field(default=2, ge=0)
     continue_as_new_every_trials: int = Field(default=200, ge=1)
     bootstrap_train_seeds: list[int] = Field(min_length=1)
@@ -190,12 +190,17 @@ class JobConfig(Strict):
 def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
     """Accept synth-ai spellings: flat meta_model keys, top-level seed pools, `termination_config`."""
     body = dict(body)
+    if not isinstance(body.get("mipro", {}), dict):
+        return body  # validation reports the wrong type, naming the field
     mipro = dict(body.get("mipro") or {})
     for pool in ("bootstrap_train_seeds", "online_pool", "test_pool", "val_seeds"):
         if pool in body and pool not in mipro:
             mipro[pool] = body.pop(pool)
     if "validation_pool" in mipro and "val_seeds" not in mipro:
         mipro["val_seeds"] = mipro.pop("validation_pool")
+    if not isinstance(mipro.get("meta", {}), dict):
+        body["mipro"] = mipro
+        return body
     meta = dict(mipro.get("meta") or {})
     for flat, key in (
         ("meta_model", "model"),
@@ -205,7 +210,8 @@ def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
         if flat in mipro:
             meta.setdefault(key, mipro.pop(flat))
     if meta:
-        meta.setdefault("inference_url", body.get("policy", {}).get("inference_url", ""))
+        policy = body.get("policy") if isinstance(body.get("policy"), dict) else {}
+        meta.setdefault("inference_url", policy.get("inference_url", ""))
         mipro["meta"] = meta
     if "termination_config" in body and "termination" not in body:
         body["termination"] = body.pop("termination_config")
@@ -220,7 +226,8 @@ _SECRET_NAME = re.compile(
 
 def _refuse_inline_provider_keys(body: dict[str, Any]) -> None:
     """Provider keys live in the worker's environment, named by `api_key_env`; never in a job."""
-    for name in body.get("policy") or {}:
+    policy = body.get("policy")
+    for name in policy if isinstance(policy, dict) else ():
         if _SECRET_NAME.search(name.lower()):
             raise MIPROConfigurationError(
                 [
@@ -252,8 +259,12 @@ def _error_from_validation(exc: ValidationError) -> MIPROConfigurationError:
     return MIPROConfigurationError(problems)
 
 
-def parse_config(raw: dict[str, Any]) -> JobConfig:
+def parse_config(raw: Any) -> JobConfig:
     """Validate a config document (with or without the `prompt_learning` wrapper)."""
+    if not isinstance(raw, dict):
+        raise MIPROConfigurationError(
+            [("prompt_learning", "the config must be a table/object", "see configs/")]
+        )
     body = raw.get("prompt_learning", raw)
     if not isinstance(body, dict):
         raise MIPROConfigurationError([("prompt_learning", "must be a table", "see configs/ for examples")])
@@ -273,8 +284,14 @@ def _parse_value(text: str) -> Any:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `key.path=value` overrides (paths relative to `prompt_learning`; values parsed as TOML)."""
+    if not isinstance(raw, dict):
+        raise MIPROConfigurationError(
+            [("prompt_learning", "the config must be a table/object", "see configs/")]
+        )
     doc = json.loads(json.dumps(raw))
     body = doc.setdefault("prompt_learning", {}) if "prompt_learning" in doc or not doc else doc
+    if not isinstance(body, dict):
+        raise MIPROConfigurationError([("prompt_learning", "must be a table", "see configs/ for examples")])
     for item in overrides:
         if "=" not in item:
             raise MIPROConfigurationError(
@@ -283,17 +300,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         path, value = item.split("=", 1)
         keys = path.strip().removeprefix("prompt_learning.").split(".")
         node = body
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
+        for depth, key in enumerate(keys[:-1]):
+            node = node.setdefault(key, {}) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                where = "prompt_learning." + ".".join(keys[: depth + 1])
+                raise MIPROConfigurationError(
+                    [(where, "is not a table, so it has no keys to set", f"check {path}")]
+                )
         node[keys[-1]] = _parse_value(value.strip())
     return doc
 
 
 def load_config_file(path: Path, overrides: list[str] | None = None) -> JobConfig:
     """Read a TOML or JSON config file, apply overrides, validate."""
-    if not path.exists():
-        raise MIPROConfigurationError([(str(path), "config file not found", "check the path")])
-    text = path.read_text()
+    if not path.is_file():
+        raise MIPROConfigurationError(
+            [(str(path), "config file not found (or not a file)", "check the path")]
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MIPROConfigurationError(
+            [(str(path), f"not UTF-8 text: {exc}", "save the file as UTF-8")]
+        ) from None
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

@@ -67,9 +67,11 @@ def _from_metrics(metrics: dict[str, Any]) -> float | None:
         if (v := _number(metrics.get(key))) is not None:
             return v
     for key in ("episode_returns", "episode_rewards"):
-        values = [_number(x) for x in metrics.get(key) or []]
+        raw = metrics.get(key)
+        values = [_number(x) for x in raw] if isinstance(raw, list) else []
         if values and all(v is not None for v in values):
-            return sum(values) / len(values)  # type: ignore[arg-type]
+            mean = sum(values) / len(values)  # type: ignore[arg-type]
+            return mean if math.isfinite(mean) else None
     return None
 
 

@@ -44,10 +44,17 @@ def _correlation_id(request: Request) -> str:
     return raw.split("/", 1)[0]
 
 
-def _usage(reg: Registration, body: dict[str, Any]) -> Usage:
+def _count(value: Any) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+    return value if ok else None
+
+
+def _usage(reg: Registration, body: dict[str, Any], fallback: Usage) -> Usage:
+    """The call's usage as the upstream reports it; if the report is unreadable, the upper estimate."""
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
+    prompt, completion = _count(usage.get("prompt_tokens", 0)), _count(usage.get("completion_tokens", 0))
+    if prompt is None or completion is None:
+        return fallback
     pricing = {reg.upstream.model: reg.upstream.price} if reg.upstream.price else {}
     cost = price_usd(pricing, reg.upstream.model, prompt, completion)
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
@@ -123,6 +130,10 @@ async def _read_body(request: Request) -> dict[str, Any] | JSONResponse:
         return _error(400, "bad_json", "request body is not JSON")
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return _error(400, "bad_request", "body must be a chat completion request with `messages`")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (_count(value) is None or value < 1):
+            return _error(400, "bad_request", f"`{key}` must be a positive integer")
     return body
 
 
@@ -196,7 +207,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         return _error(502, "upstream_failed", str(exc))
     latency = (time.perf_counter() - started) * 1000
     message = ChatMessage.model_validate(answer["choices"][0]["message"])
-    await _settle(app, registry, version_id, estimate, _usage(reg, answer))
+    await _settle(app, registry, version_id, estimate, _usage(reg, answer, estimate))
     registry.record(
         version_id,
         cid,
@@ -205,7 +216,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
             request_messages=incoming,
             sent_messages=messages,
             answer=message,
-            usage=_usage(reg, answer),
+            usage=_usage(reg, answer, estimate),
             latency_ms=latency,
         ),
     )

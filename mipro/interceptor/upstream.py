@@ -7,6 +7,8 @@ to `max_attempts`; then the caller gets a clear error instead of a half answer.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from typing import Any
 
 import httpx
@@ -31,11 +33,38 @@ def _retry_delay(response: httpx.Response | None, attempt: int) -> float:
     return min(0.2 * 2**attempt, 5.0)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text}")
+    return value
+
+
+def _reject(text: str) -> float:
+    raise ValueError(f"non-finite number {text}")
+
+
+def _valid_tool_call(call: Any) -> bool:
+    function = call.get("function") if isinstance(call, dict) else None
+    return (
+        isinstance(function, dict)
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments", ""), str | dict)
+    )
+
+
 def _valid_completion(body: Any) -> bool:
+    """A chat completion whose first choice carries an assistant message we can read."""
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
         return False
     first = body["choices"][0]
-    return isinstance(first, dict) and isinstance(first.get("message"), dict)
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        return False
+    if not isinstance(message.get("content"), str | None):
+        return False
+    calls = message.get("tool_calls")
+    return calls is None or (isinstance(calls, list) and all(_valid_tool_call(c) for c in calls))
 
 
 async def forward_chat(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +88,7 @@ async def forward_chat(client: httpx.AsyncClient, upstream: Upstream, body: dict
                 )
             if response.status_code < 400:
                 try:
-                    data = response.json()
+                    data = json.loads(response.content, parse_float=_finite, parse_constant=_reject)
                 except ValueError:
                     data = None
                 if _valid_completion(data):
