@@ -283,7 +283,96 @@ def test_fail_seeds_answer_500_without_calling_the_llm(app_url: str, fake: FakeL
     assert fake.requests == []
     assert post_rollout(app_url, rollout_body(14, llm_url)).status_code == 200
     stats = get(app_url, "/stats", headers={}).json()
-    assert stats == {"started": 2, "completed": 1, "failed": 1, "cancelled": 0, "seeds": [13, 14]}
+    assert stats == {
+        "started": 2,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "seeds": [13, 14],
+        "attempts_by_seed": {"13": 1, "14": 1},
+        "injected": {"fail": 1},
+    }
+
+
+def test_close_seeds_drop_the_connection_mid_response(
+    data: Banking77Data, fake: FakeLLM, llm_url: str
+) -> None:
+    with BackgroundServer(create_app(data, api_key=KEY, close_seeds={21})) as server:
+        for _ in range(2):  # a fresh connection each time, and the app keeps serving after a drop
+            with pytest.raises(httpx.RemoteProtocolError):
+                post_rollout(server.url, rollout_body(21, llm_url))
+        assert post_rollout(server.url, rollout_body(22, llm_url)).status_code == 200
+        stats = get(server.url, "/stats").json()
+    assert len(fake.requests) == 1, "only the healthy seed reached the LLM"
+    assert stats["attempts_by_seed"] == {"21": 2, "22": 1} and stats["injected"] == {"close": 2}
+    assert (stats["started"], stats["completed"], stats["failed"]) == (3, 1, 2)
+
+
+def test_close_seeds_fail_before_any_byte_of_a_reward(data: Banking77Data, llm_url: str) -> None:
+    """The client gets a status line and part of a body, never a complete response."""
+    with (
+        BackgroundServer(create_app(data, api_key=KEY, close_seeds={21})) as server,
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST", f"{server.url}/rollout", json=rollout_body(21, llm_url), headers={"X-API-Key": KEY}
+        ) as response,
+    ):
+        assert response.status_code == 200 and response.headers["content-length"] == "4096"
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
+
+
+def test_garbage_seeds_answer_200_with_a_non_json_body(
+    data: Banking77Data, fake: FakeLLM, llm_url: str
+) -> None:
+    with BackgroundServer(create_app(data, api_key=KEY, garbage_seeds={31})) as server:
+        r = post_rollout(server.url, rollout_body(31, llm_url))
+        stats = get(server.url, "/stats").json()
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        r.json()
+    assert fake.requests == []
+    assert stats["injected"] == {"garbage": 1} and stats["attempts_by_seed"] == {"31": 1}
+    assert (stats["started"], stats["completed"], stats["failed"]) == (1, 0, 1)
+
+
+def test_hang_seeds_are_counted_as_injected_and_cancelled(data: Banking77Data, llm_url: str) -> None:
+    app = create_app(data, api_key=KEY, hang_seeds={41})
+    with BackgroundServer(app) as server:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{server.url}/rollout",
+                json=rollout_body(41, llm_url),
+                headers={"X-API-Key": KEY},
+                timeout=0.5,
+            )
+        for _ in range(200):
+            if app.state.stats.cancelled:
+                break
+            time.sleep(0.02)
+        stats = get(server.url, "/stats").json()
+    assert (
+        stats["injected"] == {"hang": 1}
+        and stats["cancelled"] == 1
+        and stats["attempts_by_seed"] == {"41": 1}
+    )
+
+
+def test_cli_accepts_every_fault_knob() -> None:
+    from mipro.taskapps.banking77.__main__ import parse_args
+
+    args = parse_args(
+        ["--fail-seeds", "1,2", "--hang-seeds", "3", "--close-seeds", "4, 5", "--garbage-seeds", "6"]
+    )
+    assert (args.fail_seeds, args.hang_seeds, args.close_seeds, args.garbage_seeds) == (
+        {1, 2},
+        {3},
+        {4, 5},
+        {6},
+    )
+    assert parse_args([]).close_seeds == set()
+    with pytest.raises(SystemExit):
+        parse_args(["--close-seeds", "x"])
 
 
 async def _poll(url: str, until: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
@@ -306,7 +395,15 @@ async def test_client_cancel_mid_llm_call_counts_cancelled(app_url: str, fake: F
         with pytest.raises(asyncio.CancelledError):
             await call
     stats = await _poll(f"{app_url}/stats", lambda s: s["cancelled"] == 1)
-    assert stats == {"started": 1, "completed": 0, "failed": 0, "cancelled": 1, "seeds": [4]}
+    assert stats == {
+        "started": 1,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 1,
+        "seeds": [4],
+        "attempts_by_seed": {"4": 1},
+        "injected": {},
+    }
     assert await asyncio.to_thread(fake.saw_disconnect.wait, 10), "the upstream call was not aborted"
 
 

@@ -383,3 +383,154 @@ def test_banking77_weak_but_teachable() -> None:
     assert acc["proposed instruction (rows B)"] > acc["baseline = 0 demos (rows B)"] + 0.03
     assert acc["3 demos (rows B)"] > acc["baseline = 0 demos (rows B)"] + 0.03
     assert acc["12 demos (rows B)"] < acc["3 demos (rows B)"] - 0.03
+
+
+# --- DSPy's own prompts (ChatAdapter format): MIPROv2's proposer and data summary ------------------------
+
+DSPY_PROPOSER_OBJECTIVE = (
+    "Use the information below to learn about a task that we are trying to solve using calls to an LM, then "
+    "generate a new instruction that will be used to prompt a Language Model to better solve the task."
+)
+DSPY_TASK_DEMOS = (
+    "Query: my parcel with the card never came by post\nIntent: card_arrival\n\n"
+    "Query: someone took my wallet on the bus\nIntent: lost_or_stolen_card\n\n"
+    "Query: how many euros do I get for a pound\nIntent: exchange_rate\n\n"
+)
+
+
+def dspy_messages(inputs: dict[str, str], outputs: list[str], objective: str) -> list[dict[str, str]]:
+    """Messages shaped like DSPy's ChatAdapter (dspy 3.x) for a signature of string fields."""
+    listed = lambda names: "\n".join(f"{i}. `{n}` (str)" for i, n in enumerate(names, 1))  # noqa: E731
+    layout = "\n\n".join(f"[[ ## {n} ## ]]\n{{{n}}}" for n in [*inputs, *outputs])
+    system = (
+        f"Your input fields are:\n{listed(list(inputs))}\nYour output fields are:\n{listed(outputs)}\n"
+        "All interactions will be structured in the following way, with the appropriate values filled in.\n\n"
+        f"{layout}\n\n[[ ## completed ## ]]\n"
+        f"In adhering to this structure, your objective is: \n        {objective}"
+    )
+    fields = "\n\n".join(f"[[ ## {n} ## ]]\n{v}" for n, v in inputs.items())
+    user_turn = (
+        f"{fields}\n\nRespond with the corresponding output fields, starting with the field "
+        f"`[[ ## {outputs[0]} ## ]]`, and then ending with the marker for `[[ ## completed ## ]]`."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user_turn}]
+
+
+def dspy_field(reply: dict[str, Any], name: str) -> str:
+    content = reply["choices"][0]["message"]["content"]
+    assert content.startswith(f"[[ ## {name} ## ]]\n") and content.endswith("\n\n[[ ## completed ## ]]"), (
+        content
+    )
+    return content.removeprefix(f"[[ ## {name} ## ]]\n").removesuffix("\n\n[[ ## completed ## ]]")
+
+
+def dspy_proposal(client: httpx.Client, task_demos: str, tip: str | None = None) -> str:
+    inputs = {
+        "dataset_description": "Short banking questions.",
+        "program_code": "Not provided",
+        "program_description": "Not available",
+        "module": "Predict(query) -> intent",
+        "module_description": "Not provided",
+        "task_demos": task_demos,
+        "basic_instruction": "Classify the customer banking query into exactly one intent label.",
+    }
+    if tip is not None:
+        inputs["tip"] = tip
+    messages = dspy_messages(inputs, ["proposed_instruction"], DSPY_PROPOSER_OBJECTIVE)
+    return dspy_field(
+        post(client, {"model": "sim-meta", "messages": messages, "temperature": 1.0}), "proposed_instruction"
+    )
+
+
+def test_dspy_proposer_writes_a_grounded_instruction(llm: httpx.Client) -> None:
+    basic = "Classify the customer banking query into exactly one intent label."
+    plain = dspy_proposal(llm, DSPY_TASK_DEMOS)
+    assert basic in plain.splitlines()[0]
+    found = rules(plain)
+    assert found and set(found) <= {"card_arrival", "lost_or_stolen_card", "exchange_rate"}
+    shown = DSPY_TASK_DEMOS.lower()
+    for line in found.values():
+        named = line.removeprefix("- If the query mentions ").split(", the intent is")[0]
+        assert all(w in shown for w in named.replace(" or ", ", ").split(", ")), line
+    persona = dspy_proposal(
+        llm,
+        DSPY_TASK_DEMOS,
+        tip='Include a persona that is relevant to the task in the instruction (ie. "You are a ...")',
+    )
+    assert persona.startswith("You are") and persona != plain
+    assert dspy_proposal(llm, DSPY_TASK_DEMOS) == plain  # deterministic
+    bare = dspy_proposal(llm, "No task demos provided.")
+    assert basic in bare and not rules(bare)
+
+
+def test_dspy_data_summary_and_descriptions(llm: httpx.Client) -> None:
+    examples = (
+        "[Example({'query': 'my card never came', 'intent': 'card_arrival'}) (input_keys={'query'}), "
+        "Example({'query': \"I can't find my wallet\", 'intent': 'lost_or_stolen_card'}) "
+        "(input_keys={'query'}), "
+        "Example({'query': 'euro rate today?', 'intent': 'exchange_rate'}) (input_keys={'query'})]"
+    )
+    observed = dspy_messages(
+        {"examples": examples}, ["observations"], "Given several examples from a dataset ..."
+    )
+    observations = dspy_field(post(llm, {"messages": observed}), "observations")
+    assert "3 examples" in observations and "3 distinct outputs" in observations
+    asked = dspy_messages({"observations": observations}, ["summary"], "Given a series of observations ...")
+    summary = dspy_field(post(llm, {"messages": asked}), "summary")
+    assert summary and 1 <= summary.count(". ") + 1 <= 4
+    program = {"program_code": "class P: ...", "program_example": DSPY_TASK_DEMOS}
+    described = dspy_messages(program, ["program_description"], "Please describe what type of task ...")
+    assert "classification" in dspy_field(post(llm, {"messages": described}), "program_description")
+    module = {**program, "program_description": "It classifies.", "module": "Predict(query) -> intent"}
+    described = dspy_messages(module, ["module_description"], "Please describe the purpose of one module ...")
+    assert "Predict(query) -> intent" in dspy_field(post(llm, {"messages": described}), "module_description")
+
+
+def test_dspy_task_with_a_meta_sounding_output_field_is_classified(llm: httpx.Client) -> None:
+    """A user's DSPy program whose output is named `summary` is a task, not the proposer's summarizer."""
+    messages = dspy_messages(
+        {"text": "my card got stolen"}, ["summary"], f"Answer one of: {', '.join(LABELS)}."
+    )
+    messages[0]["content"] = messages[0]["content"].replace(
+        "`summary` (str)", f"`summary` (Literal[{', '.join(repr(x) for x in LABELS)}])"
+    )
+    assert dspy_field(post(llm, {"messages": messages}), "summary") == "lost_or_stolen_card"
+
+
+def test_real_dspy_program_and_proposer_against_the_simulated_llm() -> None:
+    """Real DSPy calls (skipped without the bench extra): Predict with a Literal output and demos, and
+    MIPROv2's GroundedProposer signature, both parse through DSPy's ChatAdapter."""
+    dspy = pytest.importorskip("dspy")
+    from typing import Literal
+
+    from dspy.propose.grounded_proposer import generate_instruction_class
+
+    with BackgroundServer(create_app(MECHANICS)) as server:
+        lm = dspy.LM(
+            "openai/sim-small", api_base=f"{server.url}/v1", api_key="x", cache=False, temperature=0.0
+        )
+        signature = dspy.Signature(
+            {"query": (str, dspy.InputField()), "intent": (Literal[tuple(LABELS)], dspy.OutputField())},
+            "Classify the customer banking query into exactly one intent label.",
+        )
+        predict = dspy.Predict(signature)
+        with dspy.context(lm=lm):
+            assert predict(query="my card got stolen").intent == "lost_or_stolen_card"
+            predict.demos = [
+                dspy.Example(
+                    query="shut down my account and move the money out",
+                    intent="terminate_account",
+                    augmented=True,
+                )
+            ]
+            assert (
+                predict(query="shut down my account and transfer the money out").intent == "terminate_account"
+            )
+            proposer = generate_instruction_class(program_aware=False, use_instruct_history=False)
+            proposed = proposer(
+                dataset_description="Short banking questions.",
+                task_demos=DSPY_TASK_DEMOS,
+                basic_instruction="Classify the customer banking query into exactly one intent label.",
+                tip="Keep the instruction clear and concise.",
+            ).proposed_instruction
+    assert "Classify the customer banking query" in proposed and rules(proposed), proposed
