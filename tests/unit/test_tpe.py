@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mipro.tpe import Observation, TPESettings, suggest
+from activities.search import history_arrays, suggest_candidates
+from mipro.activity_models import SuggestInput
+from mipro.tpe import Observation, TPESettings, params_matrix, suggest, suggest_arrays
 
 Space = list[int]
 TrueScore = Callable[[list[int]], float]
@@ -58,6 +64,119 @@ def test_outputs_are_distinct_untried_and_in_range(
     assert all(len(p) == len(space) and all(0 <= x < c for x, c in zip(p, space, strict=True)) for p in out)
     assert all(type(x) is int for p in out for x in p)
     assert out == suggest(space, list(history), tpe, seed, k, exclude=list(exclude))
+
+
+def _columns(history: list[Observation], width: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The history as suggest_arrays' columns, in a random integer dtype (as any caller might pass)."""
+    dtype = rng.choice([np.int64, np.int32, np.uint8, np.intp])
+    params = np.array([o.params for o in history], dtype=dtype).reshape(len(history), width)
+    scores = np.array([o.score for o in history], dtype=float)
+    return params, scores, np.array([o.n for o in history], dtype=rng.choice([np.int64, np.int16]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cases(), st.integers(0, 2**32 - 1))
+def test_suggest_arrays_gives_exactly_what_suggest_gives(
+    case: tuple[Space, list[Observation], list[list[int]], TPESettings, int, int], dtype_seed: int
+) -> None:
+    space, history, exclude, tpe, seed, k = case
+    rng = np.random.default_rng(dtype_seed)
+    params, scores, ns = _columns(history, len(space), rng)
+    excluded = np.array(exclude, dtype=np.int64).reshape(len(exclude), len(space)) if exclude else None
+    expected = suggest(space, history, tpe, seed, k, exclude=exclude)
+    assert suggest_arrays(space, params, scores, ns, tpe, seed, k, exclude=excluded) == expected
+    # the activity's path: columns straight from SuggestInput.history-like tuples
+    tuples = [(o.params, o.score, o.n) for o in history]
+    columns = history_arrays(tuples, len(space))
+    excluded_rows = params_matrix(exclude, len(space), "exclude")
+    assert suggest_arrays(space, *columns, tpe, seed, k, exclude=excluded_rows) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_suggest_arrays_matches_suggest_on_wide_dimensions_and_repeats(data: st.DataObject) -> None:
+    """Dimensions over 255 choices (params no longer fit a byte) and many repeats of few configs."""
+    space = data.draw(st.lists(st.integers(1, 400), min_size=1, max_size=3))
+    configs = data.draw(st.lists(st.tuples(*(st.integers(0, c - 1) for c in space)).map(list), min_size=1))
+    picks = data.draw(st.lists(st.integers(0, len(configs) - 1), max_size=120))
+    scores = data.draw(
+        st.lists(st.sampled_from([0.0, -0.0, 0.25, 1.0]), min_size=len(picks), max_size=len(picks))
+    )
+    history = [
+        Observation(params=configs[i], score=s, n=1 + i % 7) for i, s in zip(picks, scores, strict=True)
+    ]
+    seed, k = data.draw(st.integers(0, 2**31)), data.draw(st.integers(0, 12))
+    expected = suggest(space, history, TPESettings(), seed, k)
+    columns = history_arrays([(o.params, o.score, o.n) for o in history], len(space))
+    assert suggest_arrays(space, *columns, TPESettings(), seed, k) == expected
+
+
+def test_outputs_match_the_previous_implementation() -> None:
+    """Digest of suggestions computed by the implementation before suggest_arrays (mipro/tpe.py of
+    46ea884): the same inputs must give the same configs across versions."""
+    out = []
+    cases = [([10, 12], 30, False), ([5, 6] * 3, 200, True), ([3, 8], 5, False), ([70, 80], 40, True)]
+    for case, (space, n_obs, dup) in enumerate([*cases, ([4, 4, 4], 63, True)]):
+        rng = np.random.default_rng(100 + case)
+        rows = [[int(rng.integers(0, c)) for c in space] for _ in range(n_obs)]
+        if dup:
+            rows += rows[: n_obs // 3]
+        history = [
+            Observation(params=r, score=int(rng.integers(0, 25)) / 24, n=int(rng.integers(1, 30)))
+            for r in rows
+        ]
+        for seed in range(20):
+            exclude = rows[: seed % 3] or None
+            out.append(suggest(space, history, TPESettings(), seed, k=1 + seed % 5, exclude=exclude))
+    digest = hashlib.sha256(json.dumps(out).encode()).hexdigest()
+    assert digest == "00fef729faea5eb25460227f61d51eab466a1e7a26aa72cd3189449100cfec30"
+
+
+async def test_activity_serves_the_same_suggestions_as_suggest() -> None:
+    space = [10, 12, 8, 6]
+    history = _history(space, _random_rows(space, 40, seed=11))
+    exclude = _random_rows(space, 3, seed=12)
+    inp = SuggestInput(
+        space=space,
+        history=[(o.params, o.score, o.n) for o in history],
+        gamma=0.25,
+        n_candidates=32,
+        n_startup_trials=0,
+        epsilon=0.1,
+        alpha=1.0,
+        prior_weight=1.0,
+        seed=5,
+        k=4,
+        exclude=exclude,
+    )
+    out = await suggest_candidates(inp)
+    assert out.configs == suggest(space, history, TPESettings(), 5, 4, exclude=exclude)
+    empty = await suggest_candidates(inp.model_copy(update={"history": [], "exclude": []}))
+    assert empty.configs == suggest(space, [], TPESettings(), 5, 4)
+
+
+def _recorded_suggestions() -> list[tuple[str, SuggestInput, list[list[int]]]]:
+    """(history file, input, result) of every suggest_candidates activity in the committed histories."""
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json")):
+        scheduled: dict[str, SuggestInput] = {}
+        for event in json.loads(path.read_text())["events"]:
+            attrs = event.get("activityTaskScheduledEventAttributes")
+            if attrs and attrs["activityType"]["name"] == "suggest_candidates":
+                data = base64.b64decode(attrs["input"]["payloads"][0]["data"])
+                scheduled[event["eventId"]] = SuggestInput.model_validate_json(data)
+            done = event.get("activityTaskCompletedEventAttributes")
+            if done and done["scheduledEventId"] in scheduled:
+                result = json.loads(base64.b64decode(done["result"]["payloads"][0]["data"]))
+                found.append((path.name, scheduled[done["scheduledEventId"]], result["configs"]))
+    return found
+
+
+async def test_activity_reproduces_the_recorded_suggestions() -> None:
+    recorded = _recorded_suggestions()
+    assert recorded
+    for name, inp, configs in recorded:
+        assert (await suggest_candidates(inp)).configs == configs, name
 
 
 def test_deterministic_and_seed_dependent() -> None:
@@ -145,6 +264,56 @@ def test_bad_input_raises_value_error(kwargs: dict[str, object], message: str) -
     call: dict[str, object] = {"space": [3, 4], "history": [], "settings": TPESettings(), "seed": 0, "k": 1}
     with pytest.raises(ValueError, match=message):
         suggest(**{**call, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": np.zeros((1, 3), dtype=int)}, r"history has shape \(1, 3\), the space needs \(N, 2\)"),
+        ({"params": np.zeros(2, dtype=int)}, r"history has shape \(2,\)"),
+        ({"params": np.array([[0, 4]])}, r"history\[0\] index 4 .* dimension 1"),
+        ({"params": np.array([[0, 0], [-1, 0]])}, r"history\[1\] index -1 .* dimension 0"),
+        ({"params": np.zeros((1, 2))}, "history must hold integers"),
+        ({"scores": np.array([0.5, 0.5])}, r"scores has shape \(2,\), the history has 1"),
+        ({"scores": np.array([np.nan])}, r"history\[0\] score nan is not finite"),
+        ({"scores": np.array([np.inf])}, "not finite"),
+        ({"ns": np.array([0])}, r"history\[0\] n 0 must be >= 1"),
+        ({"ns": np.array([1.0])}, "ns must hold integers"),
+        ({"ns": np.array([], dtype=int)}, r"ns has shape \(0,\)"),
+        ({"exclude": np.array([[0, 0, 0]])}, r"exclude has shape \(1, 3\)"),
+        ({"exclude": np.array([[3, 0]])}, r"exclude\[0\] index 3 .* dimension 0"),
+        ({"k": -1}, "k must be >= 0"),
+    ],
+)
+def test_suggest_arrays_bad_input_raises_value_error(kwargs: dict[str, object], message: str) -> None:
+    call: dict[str, object] = {
+        "space": [3, 4],
+        "params": np.array([[1, 1]]),
+        "scores": np.array([0.5]),
+        "ns": np.array([2]),
+        "settings": TPESettings(),
+        "seed": 0,
+        "k": 1,
+    }
+    with pytest.raises(ValueError, match=message):
+        suggest_arrays(**{**call, **kwargs})  # type: ignore[arg-type]
+
+
+def test_empty_columns_of_any_shape_are_an_empty_history() -> None:
+    expected = suggest([3, 4], [], TPESettings(), 7, 5)
+    for params in (np.array([]), np.empty((0, 2)), np.empty((0, 2), dtype=np.uint8)):
+        assert suggest_arrays([3, 4], params, np.array([]), np.array([]), TPESettings(), 7, 5) == expected
+        assert suggest_arrays([3, 4], params, [], [], TPESettings(), 7, 5, exclude=np.array([])) == expected  # type: ignore[arg-type]
+
+
+def test_params_matrix_reads_small_and_large_indices_alike() -> None:
+    rows = [[0, 255], [7, 3]]
+    assert params_matrix(rows, 2).tolist() == rows
+    assert params_matrix([[0, 256], [7, 3]], 2).tolist() == [[0, 256], [7, 3]]  # past a byte: fromiter
+    assert params_matrix([[-1, 3]], 2).tolist() == [[-1, 3]]  # range errors are the suggest's to raise
+    assert params_matrix([], 3).shape == (0, 3)
+    with pytest.raises(ValueError, match=r"exclude\[1\] has 1 params, the space has 2 dims"):
+        params_matrix([[0, 1], [2]], 2, "exclude")
 
 
 def test_bad_settings_and_observations_raise_value_error() -> None:
