@@ -6,6 +6,7 @@ Duplicates of existing or already accepted instructions are rejected and re-aske
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
@@ -13,7 +14,7 @@ import httpx
 import structlog
 from temporalio import activity
 
-from activities.resources import WorkerResources
+from activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import ProposeInput, ProposeOutput
 from mipro.budget import price_usd
 from mipro.interceptor.registry import Upstream
@@ -40,13 +41,27 @@ class ProposalActivities:
         )
         rng = random.Random(inp.seed)
         tips = sorted(TIPS)
+        progress = {"accepted": 0, "calls": 0}
+        beat = asyncio.create_task(heartbeat_forever(progress))
+        try:
+            return await self._propose(inp, upstream, rng, tips, progress)
+        finally:
+            beat.cancel()
+
+    async def _propose(
+        self,
+        inp: ProposeInput,
+        upstream: Upstream,
+        rng: random.Random,
+        tips: list[str],
+        progress: dict[str, int],
+    ) -> ProposeOutput:
         accepted: list[str] = []
         usage, duplicates, failures = Usage(), 0, 0
-        budget = inp.n + inp.duplicate_retry_limit
-        for index in range(budget):
+        for index in range(inp.n + inp.duplicate_retry_limit):
             if len(accepted) >= inp.n:
                 break
-            activity.heartbeat({"accepted": len(accepted), "calls": index})
+            progress.update(accepted=len(accepted), calls=index)
             ctx = ProposalContext(
                 task_description=inp.task_description,
                 baseline_instruction=inp.stage.baseline_instruction,

@@ -6,11 +6,14 @@ ever carry the names.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+from temporalio import activity
 
 from mipro.interceptor.registry import Registry
 
@@ -24,3 +27,10 @@ class WorkerResources:
 
     def secret(self, env_name: str | None) -> str | None:
         return self.environ.get(env_name) if env_name else None
+
+
+async def heartbeat_forever(details: dict[str, Any]) -> None:
+    """Heartbeat every second, so a dead worker is noticed and cancellation arrives within seconds."""
+    while True:
+        activity.heartbeat(dict(details))
+        await asyncio.sleep(1.0)

@@ -16,7 +16,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.resources import WorkerResources
+from activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import EvaluateInput, EvaluateOutput, HealthCheckInput, TaskAppInfo
 from mipro.interceptor.registry import CallRecord, Upstream
 from mipro.rollout_protocol import auth_headers, parse_reward, rollout_payload
@@ -36,12 +36,6 @@ def _is_auth_refusal(response: httpx.Response) -> bool:
     if response.status_code in (401, 403):
         return True
     return response.status_code == 400 and "unauthori" in response.text.lower()
-
-
-async def _heartbeat_forever(details: dict[str, Any]) -> None:
-    while True:
-        activity.heartbeat(dict(details))
-        await asyncio.sleep(1.0)
 
 
 class TaskAppActivities:
@@ -93,7 +87,7 @@ class TaskAppActivities:
             inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
         )
         progress: dict[str, Any] = {"label": inp.label, "done": 0, "total": len(inp.seeds)}
-        beat = asyncio.create_task(_heartbeat_forever(progress))
+        beat = asyncio.create_task(heartbeat_forever(progress))
         semaphore = asyncio.Semaphore(inp.concurrency)
 
         async def one(seed: int) -> SeedOutcome:

@@ -7,8 +7,10 @@ the bound port is read back from the socket, so there is no race between choosin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -66,15 +68,27 @@ class BackgroundServer:
         self.stop()
 
 
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to its host process (the worker drains first)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class LoopServer:
-    """An ASGI app served by uvicorn as a task in the *current* event loop (used inside the worker)."""
+    """An ASGI app served by uvicorn as a task in the *current* event loop (used inside the worker).
+
+    It does not take over the process's signals: on SIGTERM the worker drains its activities while this
+    server still serves their LLM calls, and stops it last.
+    """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self._sock = _bind(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-        self._server = uvicorn.Server(config)
+        self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -242,7 +242,7 @@ class MiproWorkflow:
             ),
             result_type=ProposeOutput,
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=3),
+            heartbeat_timeout=timedelta(seconds=10),  # heartbeats are sent every second
             retry_policy=RETRY,
             summary=f"propose {wanted} instructions for stage {stage.stage_id}",
         )
