@@ -139,8 +139,8 @@ class MiproWorkflow:
     async def _bootstrap(self) -> None:
         baseline = self._compile(self._baseline_choice())
         boot, val = await asyncio.gather(
-            self._evaluate("bootstrap", baseline, self.m.bootstrap_train_seeds, capture=True),
-            self._evaluate("baseline-val", baseline, self.m.val_seeds),
+            self._evaluate("bootstrap", baseline, self.m.bootstrap_train_seeds, capture=True, sharing=2),
+            self._evaluate("baseline-val", baseline, self.m.val_seeds, sharing=2),
         )
         self._fail_unless_bootstrapped(boot)
         self._account(boot.outcomes)
@@ -293,10 +293,14 @@ class MiproWorkflow:
         self._set_phase("final_eval")
         best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
         base_choice = self._baseline_choice()
-        jobs = [self._evaluate("test-best", self._compile(best_choice), self.m.test_pool, final=True)]
+        jobs = [
+            self._evaluate("test-best", self._compile(best_choice), self.m.test_pool, final=True, sharing=2)
+        ]
         if best_choice.key != base_choice.key:
             jobs.append(
-                self._evaluate("test-baseline", self._compile(base_choice), self.m.test_pool, final=True)
+                self._evaluate(
+                    "test-baseline", self._compile(base_choice), self.m.test_pool, final=True, sharing=2
+                )
             )
         outs = await asyncio.gather(*jobs)
         for out in outs:
@@ -363,7 +367,11 @@ class MiproWorkflow:
                 cached = self.s.online_cache.get(candidate.content_hash, {})
                 todo = [s for s in seeds if s not in cached]
                 label = f"trial-{first_trial + index:04d}"
-                return await self._evaluate(label, candidate, todo) if todo else EvaluateOutput(outcomes=[])
+                if not todo:
+                    return EvaluateOutput(outcomes=[])
+                return await self._evaluate(
+                    label, candidate, todo, sharing=min(len(choices), self.m.max_parallel_trials)
+                )
 
         outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
         for choice, out in zip(choices, outs, strict=True):
@@ -470,12 +478,17 @@ class MiproWorkflow:
         seeds: list[int],
         capture: bool = False,
         final: bool = False,
+        sharing: int = 1,
     ) -> EvaluateOutput:
-        """Evaluate a candidate on seeds, within the budgets: shrunk to what fits, or skipped."""
+        """Evaluate a candidate on seeds, within the budgets: shrunk to what fits, or skipped.
+
+        `sharing` is how many evaluations run side by side; they split `max_concurrent` rollouts, so a lone
+        evaluation (a promotion, a baseline block) uses all of it.
+        """
         seeds, allowance = self._fit_budget(candidate, seeds, final)
         if not seeds:
             return EvaluateOutput(outcomes=[], skipped_for_budget=True)
-        concurrency = max(1, self.m.max_concurrent // self.m.max_parallel_trials)
+        concurrency = max(1, self.m.max_concurrent // sharing)
         waves = -(-len(seeds) // concurrency)
         timeout = timedelta(
             seconds=60 + waves * self.m.rollout_timeout_seconds * (self.m.rollout_retries + 1)
