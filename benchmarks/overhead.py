@@ -446,6 +446,12 @@ def plan_iterations(layout: Layout, n: int, pools: dict[str, list[int]]) -> int:
     fixed = len(pools["bootstrap"]) + len(pools["val"]) + 2 * len(pools["test"])
     per_iteration = layout.k * layout.batch + len(pools["val"])
     iterations = max(1, round((n - fixed) / per_iteration))
+    space = 6 * 8  # configs/banking77.toml: max_instructions x max_demo_sets
+    if iterations * layout.k > space:
+        iterations = space // layout.k
+        print(
+            f"  note: the search space ({space} configs) caps the job at {iterations} iterations", flush=True
+        )
     baseline = min(iterations, blocks) * layout.batch
     while iterations > 1 and fixed + baseline + iterations * per_iteration > n * 1.02:
         iterations -= 1
@@ -495,6 +501,7 @@ class Run:
     trials: int | None = None
     iterations: int | None = None
     promotions: int | None = None
+    stop_reason: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
     series: tuple[list[float], list[float]] = ((), ())  # type: ignore[assignment]
     cumulative: tuple[list[float], list[float]] = ((), ())  # type: ignore[assignment]
@@ -631,8 +638,9 @@ async def run_stack(
         search_seconds=search_seconds,
         search_from_trials=trial_rate,
         trials=result.total_trials,
-        iterations=iterations,
+        iterations=max((t.iteration for t in result.trials), default=-1) + 1,
         promotions=len(result.validations),
+        stop_reason=result.stop_reason,
         phases=phases,
         series=in_flight_series(records, start, end, 0.05),
         cumulative=_cumulative(records, start),
@@ -827,6 +835,7 @@ def phase_table(runs: list[Run]) -> str:
                 r.iterations,
                 r.trials,
                 r.promotions,
+                r.stop_reason or "-",
                 fmt(r.timeline.ideal, 2),
                 fmt(r.timeline.hop_overhead, 2),
                 fmt(gaps, 2),
@@ -842,6 +851,7 @@ def phase_table(runs: list[Run]) -> str:
             "iterations",
             "trials",
             "promotions",
+            "stop reason",
             "ideal",
             "hop overhead",
             "idle (0 in flight)",
