@@ -85,7 +85,8 @@ async def test_wrong_baseline_prompt_fails_with_transform_error(
         simllm.url,
         [
             *SMALL_JOB,
-            'initial_prompt.messages=[{role="system", pattern="You are a poet."}, {role="user", pattern="{query}"}]',
+            "initial_prompt.messages=["
+            '{role="system", pattern="You are a poet."}, {role="user", pattern="{query}"}]',
         ],
     )
     client = temporal_env.client
