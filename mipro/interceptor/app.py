@@ -73,6 +73,20 @@ def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
 
+def _failed_call(
+    stage_id: str, incoming: list[ChatMessage], sent: list[ChatMessage], error: str, latency_ms: float = 0.0
+) -> CallRecord:
+    return CallRecord(
+        stage_id=stage_id,
+        request_messages=incoming,
+        sent_messages=sent,
+        answer=None,
+        usage=Usage(),
+        latency_ms=latency_ms,
+        error=error,
+    )
+
+
 async def _reserve(app: FastAPI, registry: Registry, version_id: str, estimate: Usage) -> str:
     """Reserve budget for a call, waiting while only other in-flight calls' reservations stand in the way."""
     async with app.state.budget_changed:
@@ -152,37 +166,13 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         stage_id, messages = _substitute(reg, incoming)
     except (TransformApplicationError, ValueError) as exc:
         log.warning("transform_failed", version=version_id, cid=cid, error=str(exc))
-        registry.record(
-            version_id,
-            cid,
-            CallRecord(
-                stage_id="",
-                request_messages=[],
-                sent_messages=[],
-                answer=None,
-                usage=Usage(),
-                latency_ms=0.0,
-                error=f"transform_failed: {exc}",
-            ),
-        )
+        registry.record(version_id, cid, _failed_call("", [], [], f"transform_failed: {exc}"))
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
     estimate = _upper_estimate(reg, out)
     if await _reserve(app, registry, version_id, estimate) != "ok":
         message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
-        registry.record(
-            version_id,
-            cid,
-            CallRecord(
-                stage_id=stage_id,
-                request_messages=incoming,
-                sent_messages=messages,
-                answer=None,
-                usage=Usage(),
-                latency_ms=0.0,
-                error=message,
-            ),
-        )
+        registry.record(version_id, cid, _failed_call(stage_id, incoming, messages, message))
         return _error(402, "budget_exhausted", message)
     started = time.perf_counter()
     try:
@@ -190,24 +180,13 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
     except UpstreamError as exc:
         await _settle(app, registry, version_id, estimate, Usage())
         latency = (time.perf_counter() - started) * 1000
-        registry.record(
-            version_id,
-            cid,
-            CallRecord(
-                stage_id=stage_id,
-                request_messages=incoming,
-                sent_messages=messages,
-                answer=None,
-                usage=Usage(),
-                latency_ms=latency,
-                error=str(exc),
-            ),
-        )
+        registry.record(version_id, cid, _failed_call(stage_id, incoming, messages, str(exc), latency))
         log.warning("upstream_failed", version=version_id, cid=cid, error=str(exc))
         return _error(502, "upstream_failed", str(exc))
     latency = (time.perf_counter() - started) * 1000
     message = ChatMessage.model_validate(answer["choices"][0]["message"])
-    await _settle(app, registry, version_id, estimate, _usage(reg, answer, estimate))
+    usage = _usage(reg, answer, estimate)
+    await _settle(app, registry, version_id, estimate, usage)
     registry.record(
         version_id,
         cid,
@@ -216,7 +195,7 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
             request_messages=incoming,
             sent_messages=messages,
             answer=message,
-            usage=_usage(reg, answer, estimate),
+            usage=usage,
             latency_ms=latency,
         ),
     )
