@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from pydantic import BaseModel
@@ -15,7 +18,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
@@ -25,6 +28,10 @@ from workflows.mipro_workflow import MiproWorkflow
 
 UI_BASE = "http://localhost:8233"
 log = structlog.get_logger("jobs")
+T = TypeVar("T")
+# Statuses a long-lived connection can return for one call when the server rotates it (Temporal's frontend
+# sends GOAWAY after its max connection age); calling again goes over a fresh connection.
+TRANSIENT_RPC_STATUSES = {RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 
 
 def new_job_id() -> str:
@@ -37,8 +44,10 @@ def ui_link(job_id: str, namespace: str = "default", ui_base: str = UI_BASE) -> 
 
 async def search_attributes_registered(client: Client) -> bool:
     """Whether MIPRO's search attributes exist on the namespace; missing ones are registered if allowed."""
-    response = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
+    response = await call_with_retries(
+        lambda: client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace), retry=True
+        )
     )
     missing = {
         key.name: key.indexed_value_type for key in sa.ALL if key.name not in response.custom_attributes
@@ -53,6 +62,19 @@ async def search_attributes_registered(client: Client) -> bool:
         log.warning("search_attributes_not_registered", missing=sorted(missing), error=exc.message)
         return False
     return True
+
+
+async def call_with_retries(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """A raw service call retried on transient statuses (the SDK's own calls do this internally)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except RPCError as exc:
+            if exc.status not in TRANSIENT_RPC_STATUSES or attempt == attempts:
+                raise
+            log.info("rpc_retry", status=exc.status.name, attempt=attempt)
+            await asyncio.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def static_details(config: JobConfig) -> str:
