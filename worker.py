@@ -37,6 +37,7 @@ from mipro.serving import LoopServer
 from workflows.mipro_workflow import MiproWorkflow
 
 log = structlog.get_logger("worker")
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class WorkerOptions:
     interceptor_port: int = 0
     interceptor_public_url: str | None = None  # when task apps reach this worker under another address
     max_concurrent_activities: int = 100
+    max_concurrent_rollouts: int = 128  # over all jobs on this worker
     graceful_shutdown_seconds: float = 30.0
     sticky_queue_timeout_seconds: float = 10.0
 
@@ -64,8 +66,17 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
     opts = options or WorkerOptions()
     registry = Registry()
     server = await LoopServer(create_app(registry), opts.interceptor_host, opts.interceptor_port).start()
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
-    resources = WorkerResources(registry=registry, interceptor_url=_public_url(opts, server), http=http)
+    # Rollouts hold at most max_concurrent_rollouts connections; the rest serve health checks and proposals.
+    connections = opts.max_concurrent_rollouts + 32
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    )
+    resources = WorkerResources(
+        registry=registry,
+        interceptor_url=_public_url(opts, server),
+        http=http,
+        rollout_slots=asyncio.Semaphore(opts.max_concurrent_rollouts),
+    )
     task_app, proposals = TaskAppActivities(resources), ProposalActivities(resources)
     worker = Worker(
         client,
@@ -78,6 +89,10 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
             suggest_candidates,
         ],
         max_concurrent_activities=opts.max_concurrent_activities,
+        # Heartbeats reach the server every 2 s whatever an activity's heartbeat timeout, so a loaded server
+        # or worker has most of that timeout as slack before a live activity is declared lost.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         graceful_shutdown_timeout=timedelta(seconds=opts.graceful_shutdown_seconds),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=opts.sticky_queue_timeout_seconds),
     )
@@ -123,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interceptor-host", default="127.0.0.1")
     parser.add_argument("--interceptor-port", type=int, default=0)
     parser.add_argument("--interceptor-public-url", default=None)
+    parser.add_argument(
+        "--max-activities", type=int, default=100, help="activities run at once by this worker (default 100)"
+    )
+    parser.add_argument(
+        "--max-rollouts", type=int, default=128, help="rollouts in flight over all jobs (default 128)"
+    )
     parser.add_argument("--sticky-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     configure_logging()
@@ -132,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         interceptor_port=args.interceptor_port,
         interceptor_public_url=args.interceptor_public_url,
         sticky_queue_timeout_seconds=args.sticky_timeout,
+        max_concurrent_activities=args.max_activities,
+        max_concurrent_rollouts=args.max_rollouts,
     )
     asyncio.run(serve(args.address, args.namespace, options))
 

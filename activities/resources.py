@@ -23,6 +23,9 @@ class WorkerResources:
     registry: Registry
     interceptor_url: str
     http: httpx.AsyncClient
+    # Worker-wide cap on rollouts in flight, whatever the number of jobs: past it, rollouts queue here
+    # (their activities keep heartbeating) instead of piling up in the HTTP pool.
+    rollout_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(128))
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     def secret(self, env_name: str | None) -> str | None:
@@ -30,7 +33,8 @@ class WorkerResources:
 
 
 async def heartbeat_forever(details: dict[str, Any]) -> None:
-    """Heartbeat every second, so a dead worker is noticed and cancellation arrives within seconds."""
+    """Heartbeat every second, so cancellation arrives within seconds (the worker sends them on to the
+    server at most every `HEARTBEAT_THROTTLE`)."""
     while True:
         activity.heartbeat(dict(details))
         await asyncio.sleep(1.0)

@@ -91,7 +91,7 @@ class TaskAppActivities:
         semaphore = asyncio.Semaphore(inp.concurrency)
 
         async def one(seed: int) -> SeedOutcome:
-            async with semaphore:
+            async with semaphore, self.res.rollout_slots:
                 outcome = await self._rollout_with_retries(inp, version, seed, task_key)
             progress["done"] += 1
             return outcome

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from mipro.errors import MIPROConfigurationError
 from mipro.types import StageSpec
@@ -23,6 +23,7 @@ _FIXES: dict[str, str] = {
     "less_than_equal": "use a smaller value",
     "greater_than": "use a larger value",
     "extra_forbidden": "remove it or check its spelling",
+    "finite_number": "use a finite number (JSON has no inf or nan)",
 }
 
 
@@ -41,7 +42,7 @@ class InitialPrompt(Strict):
     name: str | None = None
     messages: list[MessagePattern] = Field(min_length=1)
     wildcards: dict[str, Literal["REQUIRED", "OPTIONAL"]] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
     def ordered(self) -> list[MessagePattern]:
         return sorted(self.messages, key=lambda m: m.order)
@@ -51,6 +52,7 @@ class PolicyConfig(BaseModel):
     """The policy model the task app's calls are sent to. Unknown keys pass through to the task app."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # passed on to the task app as JSON
 
     model: str = Field(min_length=1)
     provider: str = "openai"
@@ -150,7 +152,7 @@ class JobConfig(Strict):
     task_app_api_key_env: str | None = None
     initial_prompt: InitialPrompt
     policy: PolicyConfig
-    env_config: dict[str, Any] = Field(default_factory=dict)
+    env_config: dict[str, JsonValue] = Field(default_factory=dict)  # sent to the task app as JSON
     mipro: MiproSettings
     termination: TerminationConfig = Field(default_factory=TerminationConfig)
     pricing: dict[str, Price] = Field(default_factory=dict)
@@ -250,10 +252,15 @@ def _strip_inline_secrets(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+# pydantic adds the member it tried to a location inside a JsonValue (`split.float`); users never wrote it.
+_JSON_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
 def _error_from_validation(exc: ValidationError) -> MIPROConfigurationError:
     problems = []
     for err in exc.errors():
-        field = ".".join(["prompt_learning", *(str(p) for p in err["loc"])])
+        loc = [str(p) for p in err["loc"] if p not in _JSON_UNION_TAGS]
+        field = ".".join(["prompt_learning", *loc])
         fix = _FIXES.get(err["type"], "")
         problems.append((field, err["msg"], fix))
     return MIPROConfigurationError(problems)

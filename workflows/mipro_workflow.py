@@ -511,7 +511,8 @@ class MiproWorkflow:
                 ),
                 result_type=EvaluateOutput,
                 start_to_close_timeout=timeout,
-                heartbeat_timeout=timedelta(seconds=5),  # heartbeats are sent every second
+                # Heartbeats reach the server every 2 s; the slack absorbs a loaded server or worker.
+                heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=RETRY,
                 summary=f"{label}: {len(seeds)} seeds",
             )

@@ -8,6 +8,7 @@ from mipro.proposer.meta_prompt import (
     ScoredInstruction,
     build_proposal_messages,
     build_summary_messages,
+    examples_shown,
 )
 from mipro.proposer.parse import ProposalParseError, is_duplicate, normalize, parse_instruction
 from mipro.proposer.tips import TIP_NAMES, TIPS
@@ -23,6 +24,7 @@ __all__ = [
     "answer_text",
     "build_proposal_messages",
     "build_summary_messages",
+    "examples_shown",
     "is_duplicate",
     "normalize",
     "parse_instruction",

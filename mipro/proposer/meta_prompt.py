@@ -61,7 +61,9 @@ class ScoredInstruction(BaseModel):
 class ProposalContext(BaseModel):
     """Everything the grounded proposer shows the meta-model for one proposal.
 
-    `max_examples` caps the demos shown (DSPy shows 3; more grounds more rules but costs tokens).
+    `max_examples` caps the demos shown (DSPy shows 3; more grounds more rules but costs tokens). Each
+    proposal shows a different window of `demos` (rotated by `proposal_index`), so a round of proposals is
+    grounded in the whole pool, not in the same first few examples.
     """
 
     task_description: str
@@ -101,12 +103,21 @@ def format_history(history: list[ScoredInstruction]) -> str:
     return _section("history", "\n".join(blocks))
 
 
+def examples_shown(ctx: ProposalContext) -> list[FewShotExample]:
+    """The window of `max_examples` demos this proposal shows, starting where the previous one stopped."""
+    count = min(ctx.max_examples, len(ctx.demos))
+    if count == 0:
+        return []
+    start = ctx.proposal_index * count % len(ctx.demos)
+    return [ctx.demos[(start + j) % len(ctx.demos)] for j in range(count)]
+
+
 def _proposal_user(ctx: ProposalContext) -> str:
     parts = [_section("task_description", ctx.task_description or "No task description provided.")]
     if ctx.data_summary:
         parts.append(_section("data_summary", ctx.data_summary))
     parts.append(_section("basic_instruction", ctx.baseline_instruction))
-    parts.append(format_examples(ctx.demos[: ctx.max_examples]))
+    parts.append(format_examples(examples_shown(ctx)))
     if ctx.history:
         parts.append(format_history(ctx.history))
     parts.append(_section("tip", tip_text(ctx.tip) or "No tip: write the instruction as you see fit."))

@@ -681,3 +681,33 @@ async def test_dev_server_restart_mid_job_changes_nothing(
     assert result.status == "succeeded"
     assert trials == list(range(result.total_trials)), "each trial recorded exactly once, in order"
     assert comparable(result) == comparable(reference_result)
+
+
+async def test_the_worker_wide_rollout_cap_holds_over_concurrent_jobs(
+    temporal_env: WorkflowEnvironment,
+    simllm: BackgroundServer,
+    banking77_data: Banking77Data,
+    task_queue: str,
+    reference_result: OptimizationResult,
+) -> None:
+    """Two jobs that each allow 64 rollouts in flight, on a worker capped at 4: the task app never serves
+    more than 4 at once, and both jobs still give the reference result (the cap is throughput only)."""
+    cap = 4
+    app = create_banking77(banking77_data, api_key=TASK_APP_KEY)
+    with (
+        BackgroundServer(app) as capped_app,
+        BackgroundServer(create_simllm(SimLLMSettings(latency_ms=20))) as slow_llm,
+    ):
+        overrides = [*SMALL_JOB, f'policy.inference_url="{slow_llm.url}/v1"', "mipro.max_concurrent=64"]
+        config = job_config(capped_app.url, simllm.url, overrides)
+        client = temporal_env.client
+        options = WorkerOptions(task_queue=task_queue, max_concurrent_rollouts=cap)
+        async with running_worker(client, options):
+            handles = [await jobs.start_job(client, config, task_queue=task_queue) for _ in range(2)]
+            results = await asyncio.gather(*(h.result() for h in handles))
+        stats = app.state.stats
+
+    assert stats.max_in_flight == cap, "the cap is reached (so it is what limits) and never passed"
+    assert stats.in_flight == 0 and stats.completed == sum(r.total_rollouts for r in results)
+    for result in results:
+        assert comparable(result) == comparable(reference_result)

@@ -636,3 +636,18 @@ async def test_garbage_for_every_bootstrap_seed_runs_zero_shot_and_reports_it(
     max_instructions = config.mipro.max_instructions
     assert 1 <= result.total_trials <= max_instructions, "instructions x the one (empty) demo set"
     assert result.best_test_score is not None and result.baseline_test_score is not None
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("env_config.split", INF), ("policy.passed_through", [1, INF]), ("initial_prompt.metadata", {"x": INF})],
+)
+def test_free_form_values_must_be_finite_json(path: str, value: Any) -> None:
+    """Free-form sections travel to the task app as JSON: inf and nan are refused with the field named
+    (hypothesis found `env_config.split = inf` accepted, then unable to cross a Temporal payload)."""
+    with pytest.raises(MIPROConfigurationError) as caught:
+        parse_config(doc_with(put(path, value)))
+    assert path in str(caught.value) and "finite" in str(caught.value)

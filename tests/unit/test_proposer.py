@@ -19,6 +19,7 @@ from mipro.proposer import (
     answer_text,
     build_proposal_messages,
     build_summary_messages,
+    examples_shown,
     is_duplicate,
     normalize,
     parse_instruction,
@@ -161,3 +162,18 @@ def test_summary_messages() -> None:
     system, user = build_summary_messages(EXAMPLES, "Classify banking queries.", max_examples=3)
     assert system["content"].startswith(SUMMARY_HEADER) and "2-3 sentence" in system["content"]
     assert "Classify banking queries." in user["content"] and user["content"].count("<example index=") == 3
+
+
+def test_consecutive_proposals_are_grounded_in_different_examples() -> None:
+    def shown(index: int) -> list[str]:
+        ctx = ProposalContext(
+            task_description="", baseline_instruction=BASELINE, demos=EXAMPLES, proposal_index=index
+        )
+        return [e.input for e in examples_shown(ctx)]
+
+    assert shown(0) != shown(1)
+    assert len(set(shown(0))) == 5, "a window never repeats an example"
+    seen = {query for index in range(2) for query in shown(index)}
+    assert seen == {e.input for e in EXAMPLES}, "two proposals of 5 cover a pool of 8"
+    few = ProposalContext(task_description="", baseline_instruction=BASELINE, demos=EXAMPLES[:2])
+    assert len(examples_shown(few)) == 2

@@ -16,10 +16,11 @@ Test knobs:
   (a truncated JSON document that would carry a reward if it were complete).
   Neither of the last two calls the LLM; both count as started + failed.
 - `app.state.stats` (`RolloutStats`, also `GET /stats`, no auth): rollouts started / completed / failed /
-  cancelled, the seeds seen, the number of /rollout requests per seed (`attempts_by_seed`) and the faults
-  injected per knob (`injected`: fail / hang / close / garbage). *Cancelled* means the client went away
-  (disconnect or cancel) while the rollout ran: the handler watches for `http.disconnect`, cancels the
-  in-flight LLM call, counts it and re-raises the CancelledError inside the rollout task.
+  cancelled, in flight now and at most (`max_in_flight`), the seeds seen, the number of /rollout requests
+  per seed (`attempts_by_seed`) and the faults injected per knob (`injected`: fail / hang / close /
+  garbage). *Cancelled* means the client went away (disconnect or cancel) while the rollout ran: the
+  handler watches for `http.disconnect`, cancels the in-flight LLM call, counts it and re-raises the
+  CancelledError inside the rollout task.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class RolloutStats(BaseModel):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most rollouts this app ever served at once
     seeds: set[int] = Field(default_factory=set)
     attempts_by_seed: dict[int, int] = Field(default_factory=dict)  # /rollout requests per env.seed
     injected: dict[str, int] = Field(default_factory=dict)  # faults injected, per knob
@@ -125,6 +128,8 @@ async def _unless_disconnected(request: Request, task: asyncio.Task[Any]) -> Any
 async def _counted(stats: RolloutStats, seed: int, work: Callable[[], Awaitable[RolloutResponse]]) -> Any:
     stats.started += 1
     stats.seeds.add(seed)
+    stats.in_flight += 1
+    stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
     try:
         result = await work()
     except asyncio.CancelledError:
@@ -134,6 +139,8 @@ async def _counted(stats: RolloutStats, seed: int, work: Callable[[], Awaitable[
     except Exception:
         stats.failed += 1
         raise
+    finally:
+        stats.in_flight -= 1
     stats.completed += 1
     return result.model_dump(mode="json")
 
