@@ -27,6 +27,11 @@ _FIXES: dict[str, str] = {
 }
 
 
+# A job carries its whole trial history across continue-as-new and returns it in its result, both Temporal
+# payloads capped at 2 MiB; at ~0.5 KiB per trial (benchmarks/results/scale.md), 3,000 trials keep a margin.
+MAX_TRIALS_PER_JOB = 3000
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -167,6 +172,13 @@ class JobConfig(Strict):
                     "copy it verbatim from the prompt"
                 )
         t = self.termination
+        planned = self.mipro.num_iterations * self.mipro.num_evaluations_per_iteration
+        if min(planned, t.max_trials_allowed or planned) > MAX_TRIALS_PER_JOB:
+            raise ValueError(
+                f"mipro.num_iterations x num_evaluations_per_iteration plans {planned} trials, more than the "
+                f"{MAX_TRIALS_PER_JOB} one job can carry (its trial history must fit Temporal's 2 MiB payload "
+                f"limit): lower num_iterations, or set termination.max_trials_allowed <= {MAX_TRIALS_PER_JOB}"
+            )
         if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
             for model in (self.policy.model, self.mipro.meta.model):
                 if model not in self.pricing:

@@ -133,3 +133,10 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         load_config_file(bad)
     with pytest.raises(MIPROConfigurationError, match="not found"):
         load_config_file(tmp_path / "missing.toml")
+
+
+def test_a_job_too_long_to_carry_is_refused_before_it_starts() -> None:
+    too_long = ["mipro.num_iterations=400", "mipro.num_evaluations_per_iteration=8"]
+    assert "plans 3200 trials, more than the 3000" in problems(apply_overrides(example(), too_long))
+    capped = [*too_long, "termination.max_trials_allowed=3000"]
+    parse_config(apply_overrides(example(), capped))  # the cap makes it fit: accepted
