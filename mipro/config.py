@@ -124,6 +124,8 @@ class MiproSettings(Strict):
     rollout_timeout_seconds: float = Field(default=120.0, gt=0, le=86_400)
     rollout_retries: int = Field(default=2, ge=0)
     continue_as_new_every_trials: int = Field(default=200, ge=1)
+    # Iteration 0 tries each instruction with the full-size demo set before the TPE takes over.
+    informative_first_iteration: bool = True
     bootstrap_train_seeds: list[int] = Field(min_length=1)
     online_pool: list[int] = Field(min_length=1)
     val_seeds: list[int] = Field(min_length=1)
@@ -175,9 +177,10 @@ class JobConfig(Strict):
         planned = self.mipro.num_iterations * self.mipro.num_evaluations_per_iteration
         if min(planned, t.max_trials_allowed or planned) > MAX_TRIALS_PER_JOB:
             raise ValueError(
-                f"mipro.num_iterations x num_evaluations_per_iteration plans {planned} trials, more than the "
-                f"{MAX_TRIALS_PER_JOB} one job can carry (its trial history must fit Temporal's 2 MiB payload "
-                f"limit): lower num_iterations, or set termination.max_trials_allowed <= {MAX_TRIALS_PER_JOB}"
+                f"mipro.num_iterations x num_evaluations_per_iteration plans {planned} trials, more than "
+                f"the {MAX_TRIALS_PER_JOB} one job can carry (its trial history must fit Temporal's 2 MiB "
+                f"payload limit): lower num_iterations, or set termination.max_trials_allowed <= "
+                f"{MAX_TRIALS_PER_JOB}"
             )
         if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
             for model in (self.policy.model, self.mipro.meta.model):

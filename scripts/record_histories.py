@@ -1,6 +1,10 @@
 """Record the event histories of small real jobs into tests/histories/ for the replay test.
 
-    .venv/bin/python scripts/record_histories.py
+    .venv/bin/python scripts/record_histories.py [NAME]
+
+writes tests/histories/NAME_run_<i>.json (NAME defaults to "mipro") and replaces only the files of that
+NAME, so histories recorded by earlier versions of the workflow stay and keep being replayed: running jobs
+of those versions must still replay after a change (that is what `workflow.patched` is for).
 
 One job is paused and resumed mid-search and continues as new after every iteration, so the committed
 histories cover updates, continue-as-new, parallel trials, promotions and the final evaluation. Re-record
@@ -55,7 +59,7 @@ def tiny_job(app_url: str, llm_url: str) -> list[str]:
     ]
 
 
-async def record() -> None:
+async def record(name: str) -> None:
     os.environ["ENVIRONMENT_API_KEY"] = KEY
     data = load_banking77(banking77_data_dir())
     env = await WorkflowEnvironment.start_local(
@@ -79,7 +83,7 @@ async def record() -> None:
             await handle.execute_update(MiproWorkflow.resume)
             await handle.result()
         OUT.mkdir(parents=True, exist_ok=True)
-        for old in OUT.glob("*.json"):
+        for old in OUT.glob(f"{name}_run_*.json"):
             old.unlink()
         runs = []
         while not any(r.status and r.status.name == "COMPLETED" for r in runs):  # visibility lags a little
@@ -90,11 +94,11 @@ async def record() -> None:
             history = await env.client.get_workflow_handle(handle.id, run_id=run.run_id).fetch_history()
             text = history.to_json()
             assert KEY not in text, "a secret reached the workflow history"
-            (OUT / f"mipro_run_{index}.json").write_text(text)
+            (OUT / f"{name}_run_{index}.json").write_text(text)
             index += 1
         print(f"recorded {index} runs into {OUT}")
     await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "mipro"))

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
 
+FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
 MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
 RETRY = RetryPolicy(
@@ -326,6 +327,34 @@ class MiproWorkflow:
             self._cache(baseline.content_hash, out.outcomes)
 
     async def _suggest(self) -> list[CandidateChoice]:
+        k = self.m.num_evaluations_per_iteration
+        seeded: list[CandidateChoice] = []
+        if (
+            self.s.iteration == 0
+            and self.m.informative_first_iteration
+            and workflow.patched(FIRST_ITERATION_PATCH)
+        ):
+            seeded = self._informative_choices()[:k]
+        if len(seeded) == k:
+            return seeded
+        return seeded + await self._tpe_suggest(k - len(seeded), exclude=[c.as_params() for c in seeded])
+
+    def _informative_choices(self) -> list[CandidateChoice]:
+        """Each instruction with the full-size bootstrapped demo set, in every stage.
+
+        With only the baseline observed, the TPE's first picks are blind; these tell at once what the
+        demos add and which instructions work with them (the baseline instruction first).
+        """
+        full = [min(1, len(sets) - 1) for sets in self.s.demo_sets]
+        counts = [len(texts) for texts in self.s.instructions]
+        choices: list[CandidateChoice] = []
+        for j in range(max(counts)):
+            choice = CandidateChoice(instruction=[min(j, n - 1) for n in counts], demo_set=full)
+            if choice not in choices and self._compile(choice).content_hash not in self.s.online_cache:
+                choices.append(choice)
+        return choices
+
+    async def _tpe_suggest(self, k: int, exclude: list[list[int]]) -> list[CandidateChoice]:
         tpe = self.m.tpe
         history = self._tpe_history()
         out: SuggestOutput = await workflow.execute_activity(
@@ -340,7 +369,8 @@ class MiproWorkflow:
                 alpha=tpe.categorical_alpha,
                 prior_weight=tpe.prior_weight,
                 seed=(self.m.seed * 1_000_003 + self.s.iteration) % 2**31,
-                k=self.m.num_evaluations_per_iteration,
+                k=k,
+                exclude=exclude,
             ),
             result_type=SuggestOutput,
             start_to_close_timeout=timedelta(seconds=60),

@@ -45,3 +45,7 @@ async def test_full_job_beats_baseline_on_held_out_seeds(
     later = [p for p in proposed if p["iteration"] == 2]
     assert len(initial) == config.mipro.max_instructions and later, "instructions re-proposed at iteration 2"
     assert [p["instruction_id"] for p in proposed] == list(range(len(proposed)))
+
+    first = [t.choice.key for t in result.trials if t.iteration == 0]
+    assert first == ["0:1", "1:1", "2:1"], "iteration 0 tries each instruction with the full demo set"
+    assert len({t.choice.key for t in result.trials}) == planned, "the TPE never repeats them"
