@@ -131,7 +131,9 @@ async def serve(address: str | None, namespace: str | None, options: WorkerOptio
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="MIPRO worker: Temporal worker + interceptor")
+    parser = argparse.ArgumentParser(
+        prog="mipro worker", description="MIPRO worker: Temporal worker + interceptor"
+    )
     parser.add_argument("--address", default=None, help="Temporal address (env TEMPORAL_ADDRESS)")
     parser.add_argument("--namespace", default=None)
     parser.add_argument("--task-queue", default=TASK_QUEUE)

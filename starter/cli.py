@@ -26,7 +26,8 @@ def _cmd_server(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
-    worker.main(args.rest)
+    given = ["--address", args.address] if args.address and "--address" not in args.rest else []
+    worker.main([*given, *args.rest])
     return 0
 
 
@@ -152,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--port", type=int, default=7233)
     server.add_argument("--ui-port", type=int, default=8233)
-    worker = sub.add_parser("worker", help="run a worker (Temporal worker + interceptor)")
-    worker.add_argument("rest", nargs=argparse.REMAINDER, help="worker options, see `mipro worker --help`")
+    # add_help=False: `mipro worker --help` reaches worker.py's own parser, which lists its options.
+    worker = sub.add_parser("worker", help="run a worker (Temporal worker + interceptor)", add_help=False)
+    worker.add_argument("rest", nargs=argparse.REMAINDER)
     start = sub.add_parser("start", help="validate a config and start a job")
     start.add_argument("config")
     start.add_argument(
@@ -209,7 +211,13 @@ ASYNC_COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "worker":
+        args.rest = argv[argv.index("worker") + 1 :]  # worker.py parses its own options (and --help)
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(os.environ.get("MIPRO_LOG_LEVEL", "WARNING"))
     try:
         if args.command == "server":

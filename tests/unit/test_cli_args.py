@@ -1,0 +1,28 @@
+"""`mipro worker …` hands its options to worker.py's own parser, with the global --address."""
+
+import pytest
+
+import worker
+from starter.cli import main
+
+
+def test_worker_help_lists_the_worker_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: mipro worker" in out and "--max-rollouts" in out and "--max-activities" in out
+
+
+def test_worker_options_and_the_global_address_reach_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(worker, "main", seen.append)
+    with pytest.raises(SystemExit):
+        main(["--address", "temporal.example:7233", "worker", "--max-rollouts", "4", "--task-queue", "q"])
+    assert seen == [["--address", "temporal.example:7233", "--max-rollouts", "4", "--task-queue", "q"]]
+
+
+def test_unknown_options_of_other_commands_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "pl_0", "--bogus"])
+    assert exited.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
