@@ -13,7 +13,8 @@ mean of a 24-example minibatch. Every optimizer proposes one config at a time (k
 noisy score: ours gets Observation(params, score, n=24), Optuna gets `study.tell(trial, score)`.
 
 Optimizers:
-  ours           mipro.tpe.suggest with default TPESettings (as the workflow runs it), never repeats
+  ours           mipro.tpe.suggest with default TPESettings, as the workflow runs it: never repeats a
+                 config it suggests, and every 5th trial re-evaluates the current pick
   optuna-mv      TPESampler(seed=seed, multivariate=True): what DSPy MIPROv2 uses; ask/tell with a fixed
                  CategoricalDistribution per dimension, so it may re-propose already-tried configs
   optuna-uni     TPESampler(seed=seed, multivariate=False): Optuna's independent (univariate) TPE
@@ -62,7 +63,10 @@ from optuna.distributions import CategoricalDistribution  # noqa: E402
 
 from activities.search import suggest_candidates  # noqa: E402
 from mipro.activity_models import SuggestInput  # noqa: E402
+from mipro.config import MiproSettings  # noqa: E402
 from mipro.tpe import Observation, TPESettings, suggest, suggest_arrays  # noqa: E402
+
+WORKFLOW_REEVAL: int = MiproSettings.model_fields["reevaluate_every_trials"].default
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -117,10 +121,13 @@ def make_truth(spec: ProblemSpec, seed: int) -> np.ndarray:
 
 
 class Ours:
-    """mipro.tpe.suggest, k=1. With reeval=r > 0 (an investigation option, not the workflow's behaviour),
-    every r-th trial re-evaluates the current pick (best observed mean) instead of asking suggest."""
+    """mipro.tpe.suggest, k=1, as the workflow runs it: every reeval-th trial (the workflow's
+    `mipro.reevaluate_every_trials`, default 5) re-evaluates the current pick (here the best observed mean;
+    in the workflow the leader by shrunk paired lift) instead of asking suggest. reeval=0: never."""
 
-    def __init__(self, spec: ProblemSpec, seed: int, settings: TPESettings | None = None, reeval: int = 0):
+    def __init__(
+        self, spec: ProblemSpec, seed: int, settings: TPESettings | None = None, reeval: int = WORKFLOW_REEVAL
+    ):
         self.space = list(spec.space)
         self.seed = seed
         self.settings = settings or TPESettings()
@@ -181,7 +188,7 @@ def parse_variant(text: str) -> tuple[str, tuple[TPESettings, int]]:
     for item in filter(None, body.split(",")):
         key, _, val = item.partition("=")
         kwargs[key.strip()] = float(val) if "." in val else int(val)
-    reeval = int(kwargs.pop("reeval", 0))
+    reeval = int(kwargs.pop("reeval", WORKFLOW_REEVAL))
     return name, (TPESettings(**kwargs), reeval)
 
 
@@ -640,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             "concurrently; timings are medians of interleaved measurements.)",
             "",
             f"Settings: batch={BATCH} (observed = Binomial(batch, true)/batch), k=1, {seeds} seeds, "
-            f"{args.trials} trials; ours = default `TPESettings()` {TPESettings().model_dump()}"
+            f"{args.trials} trials; ours = default `TPESettings()` {TPESettings().model_dump()}, "
+            f"reeval={WORKFLOW_REEVAL} (as the workflow runs it)"
             + "".join(f"; {n} = {s.model_dump()}, reeval={r}" for n, (s, r) in variants.items())
             + "; Optuna = `TPESampler(seed=seed, multivariate=True|False)`, its other defaults "
             "(n_startup_trials=10, n_ei_candidates=24, constant_liar=True in 5.0).",

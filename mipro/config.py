@@ -126,6 +126,8 @@ class MiproSettings(Strict):
     continue_as_new_every_trials: int = Field(default=200, ge=1)
     # Iteration 0 tries each instruction with the full-size demo set before the TPE takes over.
     informative_first_iteration: bool = True
+    # Every N-th trial re-runs the leader (the next promotion's pick) on the new block; 0: never.
+    reevaluate_every_trials: int = Field(default=5, ge=0)
     bootstrap_train_seeds: list[int] = Field(min_length=1)
     online_pool: list[int] = Field(min_length=1)
     val_seeds: list[int] = Field(min_length=1)

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
 
 FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
+REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
 MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
 RETRY = RetryPolicy(
@@ -337,7 +338,27 @@ class MiproWorkflow:
             seeded = self._informative_choices()[:k]
         if len(seeded) == k:
             return seeded
-        return seeded + await self._tpe_suggest(k - len(seeded), exclude=[c.as_params() for c in seeded])
+        rerun = self._leader_to_rerun(k - len(seeded))
+        wanted = k - len(seeded) - len(rerun)
+        exclude = [c.as_params() for c in seeded]
+        fresh = await self._tpe_suggest(wanted, exclude=exclude) if wanted else []
+        return seeded + fresh + rerun
+
+    def _leader_to_rerun(self, slots: int) -> list[CandidateChoice]:
+        """[the leader] when one of this iteration's trial numbers is a multiple of `reevaluate_every_trials`.
+
+        A candidate is promoted on its minibatch lift; the best of many noisy lifts is often luck. Running
+        the leader again on the new block (paired with the baseline there) firms up its lift before it costs
+        a validation, and tells the TPE which of its favourites hold up.
+        """
+        every = self.m.reevaluate_every_trials
+        first = len(self.s.trials)
+        if not every or not any((t + 1) % every == 0 for t in range(first, first + slots)):
+            return []
+        if not workflow.patched(REEVALUATE_PATCH):
+            return []
+        leader = self._leader()
+        return [leader.choice] if leader is not None else []
 
     def _informative_choices(self) -> list[CandidateChoice]:
         """Each instruction with the full-size bootstrapped demo set, in every stage.
@@ -446,19 +467,25 @@ class MiproWorkflow:
         )
         self._check_termination()
 
-    async def _promote(self) -> None:
-        """Evaluate the most promising unvalidated candidate (shrunk paired lift) on the validation seeds."""
+    def _leader(self) -> CandidateSummary | None:
+        """The most promising unvalidated candidate: the best positive paired lift, shrunk by its n."""
         ranked = [
             c
             for c in candidate_summaries(self.s, self._baseline_hash(), self._baseline_choice().key)
             if c.key not in self.s.validation and c.paired_lift is not None and c.paired_lift > 0
         ]
         if not ranked:
-            return
+            return None
         shrink = self.m.batch_size / 2
-        top = max(
+        return max(
             ranked, key=lambda c: ((c.paired_lift or 0) * c.minibatch_n / (c.minibatch_n + shrink), c.key)
         )
+
+    async def _promote(self) -> None:
+        """Evaluate the leader on the validation seeds; it becomes the best if it beats the incumbent."""
+        top = self._leader()
+        if top is None:
+            return
         out = await self._evaluate(
             f"val-{top.key.replace('|', '_').replace(':', '-')}", self._compile(top.choice), self.m.val_seeds
         )
