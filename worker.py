@@ -141,10 +141,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interceptor-port", type=int, default=0)
     parser.add_argument("--interceptor-public-url", default=None)
     parser.add_argument(
-        "--max-activities", type=int, default=100, help="activities run at once by this worker (default 100)"
+        "--max-activities",
+        type=int,
+        default=WorkerOptions.max_concurrent_activities,
+        help="activities run at once by this worker (default %(default)s)",
     )
     parser.add_argument(
-        "--max-rollouts", type=int, default=128, help="rollouts in flight over all jobs (default 128)"
+        "--max-rollouts",
+        type=int,
+        default=WorkerOptions.max_concurrent_rollouts,
+        help="rollouts in flight over all jobs (default %(default)s)",
     )
     parser.add_argument("--sticky-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

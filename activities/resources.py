@@ -25,7 +25,7 @@ class WorkerResources:
     http: httpx.AsyncClient
     # Worker-wide cap on rollouts in flight, whatever the number of jobs: past it, rollouts queue here
     # (their activities keep heartbeating) instead of piling up in the HTTP pool.
-    rollout_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(128))
+    rollout_slots: asyncio.Semaphore
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     def secret(self, env_name: str | None) -> str | None:
