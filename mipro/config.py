@@ -238,7 +238,7 @@ def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-_SECRET_NAME = re.compile(
+SECRET_NAME = re.compile(
     r"^(api_?key|authorization|bearer|token|secret|password)$|_(api_?key|key|secret|token)$"
 )
 
@@ -247,7 +247,7 @@ def _refuse_inline_provider_keys(body: dict[str, Any]) -> None:
     """Provider keys live in the worker's environment, named by `api_key_env`; never in a job."""
     policy = body.get("policy")
     for name in policy if isinstance(policy, dict) else ():
-        if _SECRET_NAME.search(name.lower()):
+        if SECRET_NAME.search(name.lower()):
             raise MIPROConfigurationError(
                 [
                     (
@@ -308,6 +308,19 @@ def _parse_value(text: str) -> Any:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `key.path=value` overrides (paths relative to `prompt_learning`; values parsed as TOML)."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise MIPROConfigurationError(
+                [(item, "override must look like key.path=value", "e.g. mipro.batch_size=8")]
+            )
+        path, value = item.split("=", 1)
+        values[path.strip()] = _parse_value(value.strip())
+    return apply_values(raw, values)
+
+
+def apply_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Set `{"key.path": value}` (paths relative to `prompt_learning`) on a copy of a config document."""
     if not isinstance(raw, dict):
         raise MIPROConfigurationError(
             [("prompt_learning", "the config must be a table/object", "see configs/")]
@@ -316,13 +329,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     body = doc.setdefault("prompt_learning", {}) if "prompt_learning" in doc or not doc else doc
     if not isinstance(body, dict):
         raise MIPROConfigurationError([("prompt_learning", "must be a table", "see configs/ for examples")])
-    for item in overrides:
-        if "=" not in item:
-            raise MIPROConfigurationError(
-                [(item, "override must look like key.path=value", "e.g. mipro.batch_size=8")]
-            )
-        path, value = item.split("=", 1)
-        keys = path.strip().removeprefix("prompt_learning.").split(".")
+    for path, value in values.items():
+        keys = path.removeprefix("prompt_learning.").split(".")
+        if not all(keys):
+            raise MIPROConfigurationError([(path, "empty key in the dotted path", "e.g. mipro.batch_size")])
         node = body
         for depth, key in enumerate(keys[:-1]):
             node = node.setdefault(key, {}) if isinstance(node, dict) else None
@@ -331,7 +341,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise MIPROConfigurationError(
                     [(where, "is not a table, so it has no keys to set", f"check {path}")]
                 )
-        node[keys[-1]] = _parse_value(value.strip())
+        node[keys[-1]] = value
     return doc
 
 

@@ -88,6 +88,7 @@ class JobState(BaseModel):
     rollout_estimate: Usage | None = None  # mean usage of one baseline rollout, measured at bootstrap
     runs: int = 1  # workflow runs so far (continue-as-new starts a new one)
     regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
+    start_requested: bool = False  # a job created with auto_start = false waits for the `start` update
 
 
 class MiproJobInput(BaseModel):
@@ -96,6 +97,7 @@ class MiproJobInput(BaseModel):
     config: JobConfig
     state: JobState | None = None
     upsert_search_attributes: bool = True  # False when the namespace lacks them (see mipro.search_attributes)
+    auto_start: bool = True  # False: the job waits for the `start` update before doing anything
 
 
 class EventsQuery(BaseModel):
@@ -121,6 +123,7 @@ class Progress(BaseModel):
     tokens: int
     elapsed_seconds: float
     eta_seconds: float | None
+    started_at: datetime | None = None  # None until the job starts (auto_start = false)
     paused: bool = False
     evaluations_in_flight: int = 0  # evaluation activities running (trials, baselines, validations)
     stop_reason: str | None = None

@@ -134,6 +134,48 @@ async def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mipro.api.app import create_app
+    from mipro.api.settings import ApiSettings
+
+    settings = ApiSettings.from_env()
+    given = {"data_dir": args.data_dir, "api_keys_file": args.keys_file, "task_queue": args.task_queue}
+    given["temporal_address"] = args.address
+    settings = ApiSettings.model_validate(
+        {**settings.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    )
+    app = create_app(settings)
+    if not app.state.keys:
+        raise MIPROConfigurationError(
+            [
+                (
+                    "MIPRO_API_KEYS / MIPRO_API_KEYS_FILE",
+                    "no API keys configured, so no request could be authorised",
+                    "create one with `mipro api-key ORG` and set MIPRO_API_KEYS=ORG:KEY (or --keys-file)",
+                )
+            ]
+        )
+    print(f"REST API on http://{args.host}:{args.port}/api/prompt-learning/online (docs: /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _cmd_api_key(args: argparse.Namespace) -> int:
+    import json
+
+    from mipro.api.auth import hash_key, new_key
+
+    key = new_key()
+    print(f"key (shown once; give it to the client):  {key}")
+    print(f"for the environment:                       MIPRO_API_KEYS={args.org}:{key}")
+    print(
+        f"for the keys file (hash only):             {json.dumps({'org': args.org, 'sha256': hash_key(key)})}"
+    )
+    return 0
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from starter.demo import DEFAULT_CONFIG, run_demo
 
@@ -190,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write a self-contained HTML report of a finished job")
     report.add_argument("job")
     report.add_argument("--out", default="report.html")
+    api = sub.add_parser("api", help="run the REST jobs API (keys: MIPRO_API_KEYS or --keys-file)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--data-dir", default=None, help="saved configs (default .mipro/api, env MIPRO_API_DATA_DIR)"
+    )
+    api.add_argument(
+        "--keys-file", default=None, help='JSON {"keys": [{"org", "sha256"}]} (MIPRO_API_KEYS_FILE)'
+    )
+    api.add_argument("--task-queue", default=None, help="task queue of new jobs (default mipro)")
+    sub.add_parser("api-key", help="print a new API key for an org, and its hash").add_argument("org")
     demo = sub.add_parser("demo", help="run one full optimization on the embedded stack (simulated LLM)")
     demo.add_argument("--config", default=None)
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -224,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
             code = _cmd_server(args)
         elif args.command == "worker":
             code = _cmd_worker(args)
+        elif args.command == "api":
+            code = _cmd_api(args)
+        elif args.command == "api-key":
+            code = _cmd_api_key(args)
         else:
             code = asyncio.run(ASYNC_COMMANDS[args.command](args))
     except MIPROConfigurationError as exc:

@@ -6,12 +6,12 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -96,17 +96,28 @@ async def start_job(
     job_id: str | None = None,
     org: str = "default",
     task_queue: str = TASK_QUEUE,
+    auto_start: bool = True,
+    memo: dict[str, Any] | None = None,
+    search_attributes_ready: bool | None = None,
 ) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:
+    """Start a job's workflow. `auto_start=False` creates it waiting for the `start` update.
+
+    `search_attributes_ready` skips the namespace check when the caller already made it (the REST API does
+    once at startup).
+    """
     job_id = job_id or new_job_id()
-    upsert = await search_attributes_registered(client)
+    upsert = search_attributes_ready
+    if upsert is None:
+        upsert = await search_attributes_registered(client)
     if not upsert:
         log.warning(
             "search_attributes_missing",
             namespace=client.namespace,
             fix="start the server with `mipro server`, or register them (README, Temporal UI)",
         )
+    status = "running" if auto_start else "created"
     initial = (
-        TypedSearchAttributes([SearchAttributePair(sa.STATUS, "running"), SearchAttributePair(sa.ORG, org)])
+        TypedSearchAttributes([SearchAttributePair(sa.STATUS, status), SearchAttributePair(sa.ORG, org)])
         if upsert
         else None
     )
@@ -115,7 +126,9 @@ async def start_job(
     )
     await client.start_workflow(
         MiproWorkflow.run,
-        MiproJobInput(job_id=job_id, org=org, config=config, upsert_search_attributes=upsert),
+        MiproJobInput(
+            job_id=job_id, org=org, config=config, upsert_search_attributes=upsert, auto_start=auto_start
+        ),
         id=job_id,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -123,6 +136,7 @@ async def start_job(
         static_summary=summary[:200],
         static_details=static_details(config),
         search_attributes=initial,
+        memo=memo,
     )
     # A handle without a run id targets the latest run, so updates and queries reach the job after it
     # continued as new.
@@ -173,3 +187,28 @@ async def list_jobs(client: Client, status: str | None = None, limit: int = 50) 
             )
         )
     return rows
+
+
+_CLOSED_STATUS = {
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
+
+
+def effective_status(execution: WorkflowExecutionStatus | None, mipro_status: str | None) -> str:
+    """A job's status from Temporal's execution status and the MiproStatus search attribute.
+
+    The attribute is the workflow's own word while it runs (created, running, paused); once the workflow
+    has closed, Temporal's status decides, so a closed job never reads as running.
+    """
+    if execution in _CLOSED_STATUS:
+        return _CLOSED_STATUS[execution]
+    if execution == WorkflowExecutionStatus.COMPLETED:
+        return mipro_status if mipro_status in ("succeeded", "cancelled") else "succeeded"
+    return mipro_status if mipro_status in ("created", "paused") else "running"
+
+
+def is_closed(execution: WorkflowExecutionStatus | None) -> bool:
+    return execution not in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW)

@@ -110,3 +110,45 @@ def reference_result(reference_job: tuple[str, OptimizationResult]) -> Optimizat
 @pytest.fixture
 def reference_handle_id(reference_job: tuple[str, OptimizationResult]) -> str:
     return reference_job[0]
+
+
+ORG_A_KEY = "sk_mipro_test_a_" + uuid.uuid4().hex[:12]
+ORG_B_KEY = "sk_mipro_test_b_" + uuid.uuid4().hex[:12]
+API_QUEUE = f"tq-api-{uuid.uuid4().hex[:6]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_server(
+    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[BackgroundServer]:
+    """The REST API on 127.0.0.1 (its own thread and Temporal connection), with a worker on its queue.
+
+    Two orgs: `acme` (ORG_A_KEY) and `beta` (ORG_B_KEY). The API is served from another thread, so it
+    connects to the dev server itself, as a deployed API would.
+    """
+    from mipro.api.app import create_app as create_api
+    from mipro.api.settings import ApiSettings
+
+    settings = ApiSettings(
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        namespace=temporal_env.client.namespace,
+        task_queue=API_QUEUE,
+        data_dir=tmp_path_factory.mktemp("api"),
+        api_keys=f"acme:{ORG_A_KEY},beta:{ORG_B_KEY}",
+        sse_heartbeat_seconds=0.5,
+    )
+    async with running_worker(temporal_env.client, WorkerOptions(task_queue=API_QUEUE)):
+        with BackgroundServer(create_api(settings)) as server:
+            yield server
+
+
+def api_config_body(task_app_url: str, llm_url: str) -> dict[str, object]:
+    """The example banking77 config as a JSON body (what a program would POST), pointed at test servers."""
+    import tomllib
+
+    raw = tomllib.loads((REPO / "configs" / "banking77.toml").read_text())
+    body = raw["prompt_learning"]
+    body["task_app_url"] = task_app_url
+    body["policy"]["inference_url"] = f"{llm_url}/v1"
+    body["mipro"]["meta"]["inference_url"] = f"{llm_url}/v1"
+    return raw

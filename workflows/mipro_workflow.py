@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         TrialRecord,
         ValidationRecord,
     )
+    from mipro.metrics import Metric, job_metrics
     from mipro.minibatches import minibatch_blocks
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
@@ -85,17 +86,11 @@ class MiproWorkflow:
     # ---- run -------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: MiproJobInput) -> OptimizationResult:
-        if self.s.started_at is None:
-            self.s.started_at = workflow.now()
-            self._emit(
-                "mipro.job.started",
-                "job started",
-                {
-                    "num_iterations": self.m.num_iterations,
-                    "num_trials_per_iteration": self.m.num_evaluations_per_iteration,
-                },
-            )
         try:
+            if not self.inp.auto_start:
+                await workflow.wait_condition(lambda: self.s.start_requested)
+            if self.s.started_at is None:
+                self._mark_started()
             if self.s.phase in ("starting", "health_check"):
                 await self._health_check()
             if self.s.phase == "bootstrap":
@@ -108,11 +103,27 @@ class MiproWorkflow:
         except BaseException as exc:  # cancellation: a CancelledError, or an ActivityError around one
             if not is_cancelled_exception(exc):
                 raise
-            self.s.stop_reason = "cancelled"
-            self._emit(
-                "mipro.job.cancelled", "cancelled: returning the best candidate found so far", level="warning"
-            )
-            return self._result("cancelled", test_scores=(None, None))
+            return self._cancelled()
+
+    def _mark_started(self) -> None:
+        self.s.started_at = workflow.now()
+        if not self.inp.auto_start:  # the REST API reads when a delayed job started from its memo
+            workflow.upsert_memo({"started_at": self.s.started_at.isoformat()})
+        self._emit(
+            "mipro.job.started",
+            "job started",
+            {
+                "num_iterations": self.m.num_iterations,
+                "num_trials_per_iteration": self.m.num_evaluations_per_iteration,
+            },
+        )
+
+    def _cancelled(self) -> OptimizationResult:
+        self.s.stop_reason = "cancelled"
+        self._emit(
+            "mipro.job.cancelled", "cancelled: returning the best candidate found so far", level="warning"
+        )
+        return self._result("cancelled", test_scores=(None, None))
 
     # ---- phases ----------------------------------------------------------------------------------
     async def _health_check(self) -> None:
@@ -121,7 +132,15 @@ class MiproWorkflow:
             info: TaskAppInfo = await workflow.execute_activity(
                 "check_task_app",
                 HealthCheckInput(
-                    task_app_url=self.cfg.task_app_url, task_app_api_key_env=self.cfg.task_app_api_key_env
+                    task_app_url=self.cfg.task_app_url,
+                    task_app_api_key_env=self.cfg.task_app_api_key_env,
+                    seed_pools={
+                        "bootstrap_train_seeds": self.m.bootstrap_train_seeds,
+                        "online_pool": self.m.online_pool,
+                        "val_seeds": self.m.val_seeds,
+                        "test_pool": self.m.test_pool,
+                    },
+                    split=str(self.cfg.env_config.get("split") or "") or None,
                 ),
                 result_type=TaskAppInfo,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -814,6 +833,7 @@ class MiproWorkflow:
             tokens=self.s.spend.total.total_tokens,
             elapsed_seconds=elapsed,
             eta_seconds=eta,
+            started_at=self.s.started_at,
             paused=self.s.paused,
             evaluations_in_flight=self.evaluations_in_flight,
             stop_reason=self.s.stop_reason,
@@ -824,6 +844,21 @@ class MiproWorkflow:
         return [e for e in self.s.events if e.seq > query.since_seq][: query.limit]
 
     @workflow.update
+    def start(self) -> Progress:
+        """Start a job created with `auto_start = false`."""
+        self.s.start_requested = True
+        return self.progress()
+
+    @start.validator
+    def _validate_start(self) -> None:
+        if self.inp.auto_start or self.s.start_requested:
+            raise ValueError("job has already started")
+
+    @workflow.query
+    def metrics(self) -> list[Metric]:
+        return job_metrics(self.s.trials, self.s.validations, self.s.spend)
+
+    @workflow.update
     def pause(self) -> Progress:
         self.s.paused = True
         self._emit("mipro.job.paused", "paused: no new trial starts until resumed")
@@ -832,6 +867,8 @@ class MiproWorkflow:
 
     @pause.validator
     def _validate_pause(self) -> None:
+        if not (self.inp.auto_start or self.s.start_requested):
+            raise ValueError("job has not started: start it or cancel it")
         if self.s.paused:
             raise ValueError("job is already paused")
         if self.s.phase in ("final_eval", "done"):
