@@ -2,53 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-import httpx
 import pytest
 
 from mipro.serving import BackgroundServer
-from tests.conftest import ORG_A_KEY, SMALL_JOB, api_config_body
+from tests.conftest import api_config_body
+from tests.integration.api_client import SMALL, api_client, create_job, wait_status
 
 pytestmark = pytest.mark.integration
-BASE = "/api/prompt-learning/online"
-SMALL = {item.split("=")[0]: int(item.split("=")[1]) for item in SMALL_JOB}
-
-
-def client(api: BackgroundServer, key: str = ORG_A_KEY) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api.url + BASE, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-
-
-async def create(http: httpx.AsyncClient, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    response = await http.post("/jobs", json={"config_body": body, "overrides": SMALL, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def wait_status(http: httpx.AsyncClient, job_id: str, wanted: set[str]) -> dict[str, Any]:
-    for _ in range(1200):
-        job = (await http.get(f"/jobs/{job_id}")).json()
-        if job["status"] in wanted:
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {wanted}: {job}")
 
 
 async def test_a_job_created_over_http_runs_to_a_result(
     api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
 ) -> None:
-    async with client(api_server) as http:
-        job = await create(http, api_config_body(task_app.url, simllm.url), metadata={"team": "support"})
+    async with api_client(api_server) as http:
+        job = await create_job(http, api_config_body(task_app.url, simllm.url), metadata={"team": "support"})
         assert job["status"] == "running" and job["job_id"].startswith("pl_") and job["org"] == "acme"
         done = await wait_status(http, job["job_id"], {"succeeded", "failed"})
         assert done["status"] == "succeeded", done
-        assert done["finished_at"] and done["best_score"] is not None and done["metadata"] == {"team": "support"}
+        assert (
+            done["finished_at"] and done["best_score"] is not None and done["metadata"] == {"team": "support"}
+        )
         result = (await http.get(f"/jobs/{job['job_id']}/result")).json()
         assert result["simulated_llm"] is True
-        assert result["result"]["total_trials"] == SMALL["mipro.num_iterations"] * SMALL[
-            "mipro.num_evaluations_per_iteration"
-        ]
+        assert (
+            result["result"]["total_trials"]
+            == SMALL["mipro.num_iterations"] * SMALL["mipro.num_evaluations_per_iteration"]
+        )
         assert result["best_messages"][0]["role"] == "system"
         metrics = (await http.get(f"/jobs/{job['job_id']}/metrics")).json()
         names = {m["name"] for m in metrics}
@@ -65,3 +44,96 @@ async def test_a_job_created_over_http_runs_to_a_result(
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
         listed = (await http.get("/jobs", params={"status": "succeeded"})).json()
         assert job["job_id"] in [j["job_id"] for j in listed["jobs"]]
+
+
+async def test_pause_resume_and_refused_transitions(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        job_id = (await create_job(http, api_config_body(task_app.url, simllm.url)))["job_id"]
+        paused = await http.post(f"/jobs/{job_id}/pause")
+        assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+        again = await http.post(f"/jobs/{job_id}/pause")
+        assert again.status_code == 409 and "already paused" in again.json()["error"]["message"]
+        assert (await http.get(f"/jobs/{job_id}/result")).status_code == 409
+        resumed = await http.post(f"/jobs/{job_id}/resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+        twice = await http.post(f"/jobs/{job_id}/resume")
+        assert twice.status_code == 409 and "not paused" in twice.json()["error"]["message"]
+        await wait_status(http, job_id, {"succeeded"})
+        for action in ("pause", "resume", "cancel", "start"):
+            late = await http.post(f"/jobs/{job_id}/{action}")
+            assert late.status_code == 409, (action, late.text)
+            assert "finished (succeeded)" in late.json()["error"]["message"]
+
+
+async def test_a_job_created_without_auto_start_waits_for_start(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        job = await create_job(http, api_config_body(task_app.url, simllm.url), auto_start=False)
+        assert job["status"] == "created" and job["started_at"] is None
+        detail = await wait_status(http, job["job_id"], {"created"})
+        assert detail["progress"]["trials_done"] == 0 and detail["progress"]["started_at"] is None
+        refused = await http.post(f"/jobs/{job['job_id']}/pause")
+        assert refused.status_code == 409 and "has not started" in refused.json()["error"]["message"]
+        started = await http.post(f"/jobs/{job['job_id']}/start")
+        assert started.status_code == 200, started.text
+        assert (await http.post(f"/jobs/{job['job_id']}/start")).status_code == 409
+        done = await wait_status(http, job["job_id"], {"succeeded"})
+        assert done["started_at"] is not None and done["started_at"] >= done["created_at"]
+
+
+async def test_cancel_a_created_job_and_a_running_job(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        body = api_config_body(task_app.url, simllm.url)
+        waiting = (await create_job(http, body, auto_start=False))["job_id"]
+        running = (await create_job(http, body))["job_id"]
+        for job_id in (waiting, running):
+            response = await http.post(f"/jobs/{job_id}/cancel")
+            assert response.status_code == 200, response.text
+        for job_id in (waiting, running):
+            await wait_status(http, job_id, {"cancelled"})
+            result = (await http.get(f"/jobs/{job_id}/result")).json()
+            assert result["status"] == "cancelled" and result["result"]["best_test_score"] is None
+
+
+async def test_an_invalid_config_is_a_422_naming_every_field_and_starts_nothing(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        before = (await http.get("/jobs", params={"limit": 500})).json()["jobs"]
+        body = api_config_body(task_app.url, simllm.url)
+        overrides = {"mipro.batch_size": 0, "mipro.num_iterations": "many"}
+        response = await http.post("/jobs", json={"config_body": body, "overrides": overrides})
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "invalid_config"
+        fields = {d["field"] for d in error["details"]}
+        assert {"prompt_learning.mipro.batch_size", "prompt_learning.mipro.num_iterations"} <= fields
+        assert all(d["fix"] for d in error["details"] if d["field"].endswith("batch_size"))
+        both = await http.post("/jobs", json={"config_body": body, "config_name": "x"})
+        assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_request"
+        unknown = await http.post("/jobs", json={"config_name": "never-saved"})
+        assert unknown.status_code == 404
+        after = (await http.get("/jobs", params={"limit": 500})).json()["jobs"]
+        assert {j["job_id"] for j in after} == {j["job_id"] for j in before}
+
+
+async def test_saved_configs_start_jobs_by_name(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        body = api_config_body(task_app.url, simllm.url)
+        saved = await http.post("/configs", json={"name": "banking77-small", "config_body": body})
+        assert saved.status_code == 201, saved.text
+        assert "banking77-small" in (await http.get("/configs")).json()["configs"]
+        fetched = (await http.get("/configs/banking77-small")).json()
+        assert fetched["config_body"]["prompt_learning"]["task_app_url"] == task_app.url
+        bad = await http.post("/configs", json={"name": "bad", "config_body": {"prompt_learning": {}}})
+        assert bad.status_code == 422 and "bad" not in (await http.get("/configs")).json()["configs"]
+        job = await http.post("/jobs", json={"config_name": "banking77-small", "overrides": SMALL})
+        assert job.status_code == 201, job.text
+        await wait_status(http, job.json()["job_id"], {"succeeded"})

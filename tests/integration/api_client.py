@@ -1,0 +1,60 @@
+"""Small HTTP helpers for the REST API tests: an authorised client, job creation, status polling, SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from mipro.serving import BackgroundServer
+from tests.conftest import ORG_A_KEY, SMALL_JOB
+
+BASE = "/api/prompt-learning/online"
+SMALL = {item.split("=")[0]: int(item.split("=")[1]) for item in SMALL_JOB}
+FINAL = {"succeeded", "cancelled", "failed", "terminated", "timed_out"}
+
+
+def api_client(api: BackgroundServer, key: str | None = ORG_A_KEY) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(base_url=api.url + BASE, headers=headers, timeout=60)
+
+
+async def create_job(http: httpx.AsyncClient, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    payload = {"config_body": body, "overrides": SMALL, **extra}
+    response = await http.post("/jobs", json=payload)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def wait_status(http: httpx.AsyncClient, job_id: str, wanted: set[str]) -> dict[str, Any]:
+    job: dict[str, Any] = {}
+    for _ in range(2400):
+        job = (await http.get(f"/jobs/{job_id}")).json()
+        if job["status"] in wanted:
+            return job
+        if job["status"] in FINAL:
+            raise AssertionError(f"job {job_id} ended {job['status']} before reaching {wanted}: {job}")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {wanted}: {job}")
+
+
+async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
+    """Parse a text/event-stream body into messages ({id, event, data}); comment lines become {comment}."""
+    message: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if message:
+                yield message
+            message = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            message[name] = value.removeprefix(" ")
+
+
+def event_of(message: dict[str, str]) -> dict[str, Any]:
+    return json.loads(message["data"])
