@@ -58,3 +58,14 @@ async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, str]
 
 def event_of(message: dict[str, str]) -> dict[str, Any]:
     return json.loads(message["data"])
+
+
+async def wait_listed(http: httpx.AsyncClient, job_id: str, **params: Any) -> dict[str, Any]:
+    """The job's row in GET /jobs (visibility is eventually consistent: poll until it shows)."""
+    for _ in range(400):
+        rows = (await http.get("/jobs", params={"limit": 500, **params})).json()["jobs"]
+        found = [row for row in rows if row["job_id"] == job_id]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never listed with {params}")

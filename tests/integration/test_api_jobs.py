@@ -6,7 +6,7 @@ import pytest
 
 from mipro.serving import BackgroundServer
 from tests.conftest import api_config_body
-from tests.integration.api_client import SMALL, api_client, create_job, wait_status
+from tests.integration.api_client import SMALL, api_client, create_job, wait_listed, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,9 @@ async def test_a_job_created_over_http_runs_to_a_result(
         assert [e["seq"] for e in events["events"]] == [1, 2, 3] and events["has_more"]
         report = await http.get(f"/jobs/{job['job_id']}/report")
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
-        listed = (await http.get("/jobs", params={"status": "succeeded"})).json()
-        assert job["job_id"] in [j["job_id"] for j in listed["jobs"]]
+        assert (await wait_listed(http, job["job_id"], status="succeeded"))["best_score"] == done[
+            "best_score"
+        ]
 
 
 async def test_pause_resume_and_refused_transitions(
