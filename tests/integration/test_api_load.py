@@ -1,0 +1,197 @@
+"""Load on the REST API: 50 SSE clients on one job, and 20 jobs created at once.
+
+Against the real API (`api_server`), the real Temporal dev server, a real worker, the simulated LLM and
+the banking77 task app. Jobs are tiny (2 iterations x 2 trials of 4 seeds, 8-seed pools) so the file
+stays quick; nothing is asserted about time (deadlines below only stop a hang).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from mipro.serving import BackgroundServer
+from tests.conftest import ORG_A_KEY, api_config_body
+
+pytestmark = pytest.mark.integration
+BASE = "/api/prompt-learning/online"
+DEADLINE_S = 600  # hang guard only
+CLIENTS = 50
+JOBS = 20
+
+
+def tiny_overrides(body: dict[str, Any], seed: int = 7) -> dict[str, Any]:
+    """Prefixes of the example config's pools (still disjoint), 2 x 2 trials of 4 seeds."""
+    mipro = body["prompt_learning"]["mipro"]  # type: ignore[index]
+    return {
+        "mipro.bootstrap_train_seeds": mipro["bootstrap_train_seeds"][:8],
+        "mipro.online_pool": mipro["online_pool"][:8],
+        "mipro.val_seeds": mipro["val_seeds"][:8],
+        "mipro.test_pool": mipro["test_pool"][:8],
+        "mipro.num_iterations": 2,
+        "mipro.num_evaluations_per_iteration": 2,
+        "mipro.batch_size": 4,
+        "mipro.max_parallel_trials": 2,
+        "mipro.seed": seed,
+    }
+
+
+def api(server: BackgroundServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=server.url + BASE,
+        headers={"Authorization": f"Bearer {ORG_A_KEY}"},
+        timeout=httpx.Timeout(60, read=120),
+    )
+
+
+async def sse(response: httpx.Response) -> Any:
+    """`text/event-stream` messages as dicts ({id, event, data}; a comment line is {"comment": text})."""
+    message: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if message:
+                yield message
+            message = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            message[name] = message.get(name, "") + value.removeprefix(" ")
+
+
+async def all_events(http: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        page = (await http.get(f"/jobs/{job_id}/events", params={"since_seq": since, "limit": 1000})).json()
+        events += page["events"]
+        since = page["next_since_seq"]
+        if not page["has_more"]:
+            return events
+
+
+async def listed(http: httpx.AsyncClient, ids: list[str], **params: str) -> dict[str, dict[str, Any]]:
+    """GET /jobs until every id is listed (visibility is updated asynchronously), by id."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = await http.get("/jobs", params={"limit": 500, **params})
+        assert response.status_code == 200, response.text
+        found = {j["job_id"]: j for j in response.json()["jobs"] if j["job_id"] in ids}
+        if len(found) == len(ids) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def wait_final(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        response = await http.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["finished_at"] is not None:
+            return job
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+async def test_fifty_sse_clients_on_one_job_each_get_every_event_once_in_order(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    body = api_config_body(task_app.url, simllm.url)
+    async with api(api_server) as http:
+        created = await http.post(
+            "/jobs", json={"config_body": body, "overrides": tiny_overrides(body), "auto_start": False}
+        )
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+        subscribed = [asyncio.Event() for _ in range(CLIENTS)]
+
+        async def client(i: int) -> tuple[list[dict[str, Any]], list[str]]:
+            """Every event message, and the kinds of message seen (event / comment / end) in order."""
+            events: list[dict[str, Any]] = []
+            kinds: list[str] = []
+            async with (
+                httpx.AsyncClient(
+                    base_url=http.base_url, headers=http.headers, timeout=httpx.Timeout(60, read=120)
+                ) as own,
+                own.stream("GET", f"/jobs/{job_id}/events/stream") as response,
+            ):
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                async for message in sse(response):
+                    subscribed[i].set()  # the hub's heartbeat (or an event): this client is on the feed
+                    if "comment" in message:
+                        kinds.append("comment")
+                    elif message.get("event") == "end":
+                        kinds.append("end")
+                        assert json.loads(message["data"]) == {"job_id": job_id}
+                    else:
+                        kinds.append("event")
+                        event = json.loads(message["data"])
+                        assert message["id"] == str(event["seq"]) and message["event"] == event["type"]
+                        events.append(event)
+            return events, kinds
+
+        clients = [asyncio.create_task(client(i)) for i in range(CLIENTS)]
+        # start the job only once all 50 streams are open, so they all follow it live from its first event
+        ready = asyncio.gather(*(s.wait() for s in subscribed))
+        await asyncio.wait([ready, *clients], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+        assert ready.done(), [c.exception() for c in clients if c.done()]
+        started = await http.post(f"/jobs/{job_id}/start")
+        assert started.status_code == 200, started.text
+
+        results = await asyncio.wait_for(asyncio.gather(*clients), DEADLINE_S)  # every stream ends itself
+        job = (await http.get(f"/jobs/{job_id}")).json()
+        assert job["status"] == "succeeded", job
+        expected = await all_events(http, job_id)
+
+    assert [e["seq"] for e in expected] == list(range(1, len(expected) + 1))
+    assert expected[0]["type"] == "mipro.job.started" and expected[-1]["type"] == "mipro.job.completed"
+    for events, kinds in results:
+        assert events == expected  # each event once, in order, gap-free, same content as GET /events
+        assert kinds[-1] == "end" and kinds.count("end") == 1
+
+
+async def test_twenty_jobs_created_concurrently_are_all_served_and_all_finish(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    body = api_config_body(task_app.url, simllm.url)
+    async with api(api_server) as http:
+        tag = f"load-{time.time_ns()}"
+
+        async def create(i: int) -> httpx.Response:
+            payload = {
+                "config_body": body,
+                "overrides": tiny_overrides(body, seed=100 + i),
+                "metadata": {"batch": tag, "i": i},
+            }
+            return await http.post("/jobs", json=payload)
+
+        responses = await asyncio.gather(*(create(i) for i in range(JOBS)))
+        assert [r.status_code for r in responses] == [201] * JOBS, [r.text for r in responses]
+        ids = [r.json()["job_id"] for r in responses]
+        assert len(set(ids)) == JOBS
+        assert all(r.json()["status"] == "running" for r in responses)
+
+        mine = await listed(http, ids)
+        assert set(mine) == set(ids)
+        assert [mine[job_id]["metadata"] for job_id in ids] == [{"batch": tag, "i": i} for i in range(JOBS)]
+
+        finals = await asyncio.gather(*(wait_final(http, job_id) for job_id in ids))
+        assert [j["status"] for j in finals] == ["succeeded"] * JOBS, finals
+        for job_id in ids:
+            result = await http.get(f"/jobs/{job_id}/result")
+            assert result.status_code == 200, result.text
+            assert result.json()["result"]["total_trials"] == 4
+            events = await all_events(http, job_id)
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+            assert events[-1]["type"] == "mipro.job.completed"
+
+        succeeded = await listed(http, ids, status="succeeded")
+        assert set(succeeded) == set(ids)
+        assert all(j["status"] == "succeeded" and j["finished_at"] for j in succeeded.values())
