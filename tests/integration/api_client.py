@@ -22,8 +22,20 @@ def api_client(api: BackgroundServer, key: str | None = ORG_A_KEY) -> httpx.Asyn
     return httpx.AsyncClient(base_url=api.url + BASE, headers=headers, timeout=60)
 
 
+# Smaller seed pools than the shipped config (40/96/60/150): API tests exercise the API, not the search.
+TINY_POOLS = {"bootstrap_train_seeds": 16, "online_pool": 48, "val_seeds": 16, "test_pool": 24}
+
+
+def tiny_pools(body: dict[str, Any]) -> dict[str, Any]:
+    """Overrides cutting each seed pool of a config body to TINY_POOLS (pools stay disjoint)."""
+    mipro = body["prompt_learning"]["mipro"]
+    return {f"mipro.{pool}": mipro[pool][:n] for pool, n in TINY_POOLS.items()}
+
+
 async def create_job(http: httpx.AsyncClient, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    payload = {"config_body": body, "overrides": SMALL, **extra}
+    """POST /jobs with SMALL_JOB's search and tiny pools (plus any `overrides` given)."""
+    overrides = {**SMALL, **tiny_pools(body), **extra.pop("overrides", {})}
+    payload = {"config_body": body, "overrides": overrides, **extra}
     response = await http.post("/jobs", json=payload)
     assert response.status_code == 201, response.text
     return response.json()

@@ -6,7 +6,7 @@ import pytest
 
 from mipro.serving import BackgroundServer
 from tests.conftest import api_config_body
-from tests.integration.api_client import SMALL, api_client, create_job, wait_listed, wait_status
+from tests.integration.api_client import SMALL, api_client, create_job, tiny_pools, wait_listed, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,7 @@ async def test_saved_configs_start_jobs_by_name(
         assert fetched["config_body"]["prompt_learning"]["task_app_url"] == task_app.url
         bad = await http.post("/configs", json={"name": "bad", "config_body": {"prompt_learning": {}}})
         assert bad.status_code == 422 and "bad" not in (await http.get("/configs")).json()["configs"]
-        job = await http.post("/jobs", json={"config_name": "banking77-small", "overrides": SMALL})
+        overrides = {**SMALL, **tiny_pools(body)}
+        job = await http.post("/jobs", json={"config_name": "banking77-small", "overrides": overrides})
         assert job.status_code == 201, job.text
         await wait_status(http, job.json()["job_id"], {"succeeded"})
