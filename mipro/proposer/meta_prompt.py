@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from mipro.proposer.examples import format_examples
+from mipro.proposer.examples import format_examples, format_failed_examples
 from mipro.proposer.tips import TIP_NAMES, tip_text
 from mipro.types import FewShotExample
 
@@ -20,6 +20,7 @@ PROPOSAL_HEADER = "You are an expert prompt engineer who writes instructions for
 SUMMARY_HEADER = "You are an expert data analyst who describes datasets for prompt engineers."
 
 MAX_HISTORY_EACH_SIDE = 3
+MAX_FAILED_EXAMPLES = 5
 MAX_SUMMARY_EXAMPLES = 20
 
 _PROPOSAL_SYSTEM = f"""{PROPOSAL_HEADER}
@@ -42,6 +43,15 @@ Write an instruction that:
 patterns as short rules, one per line, e.g. "- If the input mentions <words>, the answer is <output>.";
 - follows the tip.
 Reply with the new instruction only: no preamble, no explanation, no quotes, no code fences."""
+
+# Added to the system prompt only when no rollout of the basic instruction scored well enough to be a demo.
+_FAILED_SECTION = (
+    "- <failed_examples>: inputs on which the LM, prompted with the basic instruction, scored low, with the "
+    "answers it gave (the expected outputs are unknown). No answer scored well: the LM may answer in a "
+    "format the task does not accept, so make the new instruction state what the task description "
+    "requires, e.g. the exact output format.\n"
+)
+_HISTORY_LINE = "- <history>:"
 
 _SUMMARY_SYSTEM = f"""{SUMMARY_HEADER}
 Given a task description and examples of the task's inputs with their expected outputs, write \
@@ -74,6 +84,7 @@ class ProposalContext(BaseModel):
     proposal_index: int = 0
     history: list[ScoredInstruction] = Field(default_factory=list)
     max_examples: int = Field(default=5, ge=0)
+    failed_examples: list[FewShotExample] = Field(default_factory=list)  # shown when no demo was bootstrapped
 
     @field_validator("tip")
     @classmethod
@@ -118,6 +129,8 @@ def _proposal_user(ctx: ProposalContext) -> str:
         parts.append(_section("data_summary", ctx.data_summary))
     parts.append(_section("basic_instruction", ctx.baseline_instruction))
     parts.append(format_examples(examples_shown(ctx)))
+    if ctx.failed_examples:
+        parts.append(format_failed_examples(ctx.failed_examples[:MAX_FAILED_EXAMPLES]))
     if ctx.history:
         parts.append(format_history(ctx.history))
     parts.append(_section("tip", tip_text(ctx.tip) or "No tip: write the instruction as you see fit."))
@@ -134,10 +147,10 @@ def _proposal_user(ctx: ProposalContext) -> str:
 
 def build_proposal_messages(ctx: ProposalContext) -> list[dict[str, Any]]:
     """The system and user messages asking the meta-model for one new instruction."""
-    return [
-        {"role": "system", "content": _PROPOSAL_SYSTEM},
-        {"role": "user", "content": _proposal_user(ctx)},
-    ]
+    system = _PROPOSAL_SYSTEM
+    if ctx.failed_examples:
+        system = system.replace(_HISTORY_LINE, _FAILED_SECTION + _HISTORY_LINE, 1)
+    return [{"role": "system", "content": system}, {"role": "user", "content": _proposal_user(ctx)}]
 
 
 def build_summary_messages(

@@ -68,7 +68,7 @@ def _answer(body: dict[str, Any], settings: SimLLMSettings, key: str) -> tuple[d
         meta = dspy_meta_answer(messages, temperature)
     if meta is not None:
         return {"role": "assistant", "content": meta}, "stop"
-    view = read_prompt(messages, body.get("tools"))
+    view = read_prompt(messages, body.get("tools"), body.get("response_format"))
     decision = decide(view, settings, roll_key(view.query, settings.seed, temperature))
     return answer_message(body, decision.label if decision else UNKNOWN_LABEL, key)
 

@@ -4,7 +4,10 @@ It answers the prompts of `mipro.proposer.meta_prompt` (recognised by their syst
 grounded in the examples it is shown: a rephrasing of the basic instruction in the style of the tip,
 then one rule per label of a subset of the shown labels, naming words that are frequent in that label's
 example inputs and rare in the others'. A score history keeps the best instruction's rules and drops
-the labels ruled by the worst one. Variation comes from the proposal index and the temperature.
+the labels ruled by the worst one. When the task description states an answer format (`Intent: <label>`,
+a JSON template) that the basic instruction does not, the proposal restates it; failed examples (shown
+when no answer scored well) add a line naming the answers that failed. Variation comes from the proposal
+index and the temperature.
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mipro.proposer.meta_prompt import PROPOSAL_HEADER, SUMMARY_HEADER
 from mipro.proposer.tips import tip_name
-from mipro.simllm.prompt import message_text
+from mipro.simllm.formats import answer_prefix, json_key
+from mipro.simllm.prompt import message_text, raw_answer
 from mipro.simllm.text import hint_stems, label_stems, stable_hash, unit, words
 
 _EXAMPLE = re.compile(r'<example index="\d+">\nInput: (.*?)\nOutput: (.*?)\n</example>', re.DOTALL)
+_FAILED = re.compile(
+    r'<failed_example index="\d+" score="([-+\d.eE]+)">\nInput: (.*?)\nOutput: (.*?)\n</failed_example>',
+    re.DOTALL,
+)
 _HISTORY = re.compile(r'<instruction score="([-+\d.eE]+)">\n(.*?)\n</instruction>', re.DOTALL)
 _PROPOSAL = re.compile(r'<proposal index="(-?\d+)">')
 _RULE = re.compile(r"^\s*-\s.*\bis\s+[`'\"]?([\w?\-]+?)[`'\"]?\.?\s*$")
@@ -45,6 +53,7 @@ class ProposalRequest:
     history: list[tuple[float, str]]
     tip: str
     index: int
+    failed: list[tuple[float, str]] = field(default_factory=list)  # (score, answer) of failed examples
 
 
 def _system(messages: list[dict[str, Any]]) -> str:
@@ -69,12 +78,13 @@ def _section(text: str, tag: str) -> str:
 
 
 def output_label(output: str) -> str:
-    """The label of a shown output: the first string value of tool-call JSON, else the text."""
+    """The label of a shown output: the first string value of tool-call or JSON arguments, the value of an
+    `Intent: <label>`-style line, else the first line of the text."""
     first = output.split("; ")[0].strip()
     try:
         args = json.loads(first)
     except json.JSONDecodeError:
-        return first.splitlines()[0].strip() if first else ""
+        return raw_answer({"role": "assistant", "content": first}) or ""
     if isinstance(args, dict):
         return next((v.strip() for v in args.values() if isinstance(v, str) and v.strip()), "")
     return str(args)
@@ -95,6 +105,7 @@ def read_proposal(messages: list[dict[str, Any]]) -> ProposalRequest:
         history=[(float(s), t.strip()) for s, t in _HISTORY.findall(user)],
         tip=tip_name(_section(user, "tip")),
         index=int(index.group(1)) if index else 0,
+        failed=[(float(score), out.strip()) for score, _, out in _FAILED.findall(user)],
     )
 
 
@@ -224,9 +235,39 @@ def propose_from(req: ProposalRequest, temperature: float) -> str:
     for label in _subset(list(candidates), salt):
         rules[label] = rule_line(candidates[label], _term(req), label)
     lines = [opening(req.basic, req.tip, salt)]
+    format_line = answer_format_line(req.task, req.basic)
+    if format_line:
+        lines.append(format_line)
+    if req.failed:
+        lines.append(failed_line(req.failed, bool(format_line)))
     if rules:
         lines += ["", RULES_HEADERS.get(req.tip, RULES_HEADER), *rules.values()]
     return "\n".join(lines)
+
+
+def answer_format_line(task: str, basic: str) -> str | None:
+    """A line restating the answer format the task description states and the basic instruction does not."""
+    as_messages = lambda text: [{"role": "system", "content": text}]  # noqa: E731
+    key = json_key({"messages": as_messages(task)})
+    if key is not None and json_key({"messages": as_messages(basic)}) is None:
+        return f'Answer with a JSON object only, exactly {{"{key}": "<label>"}}, with one allowed label.'
+    prefix = answer_prefix(as_messages(task))
+    if prefix is not None and answer_prefix(as_messages(basic)) is None:
+        return f"Answer with exactly one line in the format `{prefix}: <label>`, with one allowed label."
+    return None
+
+
+def failed_line(failed: list[tuple[float, str]], has_format: bool) -> str:
+    """A line naming answers that scored low, and what to do instead."""
+    answers = list(dict.fromkeys(output_label(out) or out for _, out in failed))[:3]
+    shown = ", ".join(f'"{a}"' for a in answers)
+    best = max(score for score, _ in failed)
+    fix = (
+        "follow that format exactly."
+        if has_format
+        else "answer with exactly one of the allowed labels, spelled exactly as listed, and nothing else."
+    )
+    return f"Earlier answers such as {shown} scored {best:.2f} at best: {fix}"
 
 
 def summarize(messages: list[dict[str, Any]]) -> str:

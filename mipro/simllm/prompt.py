@@ -1,7 +1,9 @@
 """Reading a chat-completions request the way the simulated policy model "understands" it.
 
-It finds the allowed labels, the query of the final user turn, the demos (earlier user/assistant
-pairs) and the hint words that instruction lines give for single labels. Pure functions.
+It finds the allowed labels (`mipro.simllm.labels`, any common list shape), the query of the final user
+turn (`mipro.proposer.query`, whatever its prefix), the demos (earlier user/assistant pairs, answered in any
+format: tool call, `Intent: <label>`, JSON, DSPy fields, bare label) and the hint words that instruction
+lines give for single labels. Pure functions.
 """
 
 from __future__ import annotations
@@ -11,20 +13,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mipro.proposer.examples import dspy_fields, query_part
+from mipro.proposer.query import dspy_fields, query_part
+from mipro.simllm.labels import (
+    TEXT_FINDERS,
+    labels_in_response_format,
+    labels_in_tools,
+)
 from mipro.simllm.text import hint_stems, label_stems
 
-_LIST_HEADER = re.compile(
-    r"^[ \t]*(?:\*\*)?(?:the[ \t]+)?(?:available|allowed|possible|valid|candidate)?[ \t]*"
-    r"(?:intents|labels|categories|classes|intent labels)(?:\*\*)?[ \t]*:[ \t]*(.*)$",
-    re.IGNORECASE,
-)
-_LIST_ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*\u2022])[ \t]+(.+?)[ \t]*$")
-_LITERAL = re.compile(r"Literal\[([^\]]*)\]")
-_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _RULE_LABEL = re.compile(
     r"\b(?:intent|label|category|class|answer)\s+(?:is|=|should be)\s+[`'\"]?([\w?\-]+)", re.IGNORECASE
 )
+_PREFIXED = re.compile(r"^[ \t]*(?:\*\*)?[A-Za-z][\w \-]{0,30}?(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*(\S.*)$")
+_ANSWER_KEYS = ("intent", "label", "category", "class", "answer", "topic")
 
 
 @dataclass(frozen=True)
@@ -62,49 +63,6 @@ def prompt_chars(messages: list[dict[str, Any]], tools: list[Any] | None) -> int
     return total + (len(json.dumps(tools)) if tools else 0)
 
 
-def _clean_item(item: str) -> str:
-    item = re.split(r"\s+[-\u2013:]\s+|:\s", item, maxsplit=1)[0]
-    return item.strip().strip("`'\"*").strip()
-
-
-def _labels_after_header(text: str) -> list[str]:
-    labels: list[str] = []
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        header = _LIST_HEADER.match(line)
-        if header is None:
-            continue
-        inline = header.group(1).strip()
-        if inline:
-            return [_clean_item(x) for x in inline.split(",") if _clean_item(x)]
-        for item_line in lines[index + 1 :]:
-            item = _LIST_ITEM.match(item_line)
-            if item is None:
-                if labels or item_line.strip():
-                    break
-                continue
-            labels.append(_clean_item(item.group(1)))
-        if labels:
-            return labels
-    return labels
-
-
-def _labels_from_literal(text: str) -> list[str]:
-    match = _LITERAL.search(text)
-    if match is None:
-        return []
-    return [a or b for a, b in _QUOTED.findall(match.group(1)) if a or b]
-
-
-def _labels_from_tools(tools: list[Any] | None) -> list[str]:
-    for tool in tools or []:
-        props = (tool.get("function") or {}).get("parameters", {}).get("properties", {})
-        for spec in props.values() if isinstance(props, dict) else []:
-            if isinstance(spec, dict) and isinstance(spec.get("enum"), list):
-                return [str(v) for v in spec["enum"]]
-    return []
-
-
 def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for x in items if x))
 
@@ -114,30 +72,66 @@ def _final_user_index(messages: list[dict[str, Any]]) -> int | None:
 
 
 def extract_query(text: str) -> str:
-    """The query of a user turn (see `mipro.proposer.examples.query_part`)."""
+    """The query of a user turn (see `mipro.proposer.query.query_part`)."""
     return query_part(text)
 
 
-def label_of_answer(message: dict[str, Any]) -> str | None:
-    """The label an assistant turn answered: tool call arguments, DSPy output field, or the content."""
+def _first_string(values: dict[str, Any]) -> str | None:
+    keyed = [values.get(k) for k in _ANSWER_KEYS] + list(values.values())
+    found = next((v for v in keyed if isinstance(v, str) and v.strip()), None)
+    return found.strip() if found else None
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        value = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def raw_answer(message: dict[str, Any]) -> str | None:
+    """What an assistant turn answered: tool call arguments, DSPy output field, JSON value, the value of
+    an `Intent: <label>`-style line, or the first line of the content."""
     for call in message.get("tool_calls") or []:
         raw = (call.get("function") or {}).get("arguments")
         try:
             args = json.loads(raw) if isinstance(raw, str) else raw
         except json.JSONDecodeError:
             continue
-        if isinstance(args, dict):
-            found = next((v for v in args.values() if isinstance(v, str) and v.strip()), None)
-            if found:
-                return found.strip()
+        if isinstance(args, dict) and (found := _first_string(args)):
+            return found
     text = message_text(message).strip()
     fields = [(n, v) for n, v in dspy_fields(text) if n not in ("completed", "reasoning", "rationale")]
     if fields:
         return fields[0][1].splitlines()[0].strip() if fields[0][1] else None
-    return text.splitlines()[0].strip() if text else None
+    if (obj := _json_object(text)) is not None and (found := _first_string(obj)):
+        return found
+    first = text.splitlines()[0].strip() if text else ""
+    prefixed = _PREFIXED.match(first)
+    return (prefixed.group(1).strip().strip("`'\"").strip() if prefixed else first) or None
 
 
-def find_demos(messages: list[dict[str, Any]]) -> tuple[Demo, ...]:
+def canonical_label(answer: str, labels: tuple[str, ...]) -> str:
+    """The allowed label an answer names: itself, else the longest label it mentions, else the answer."""
+    by_lower = {x.lower(): x for x in labels}
+    if answer.lower() in by_lower:
+        return by_lower[answer.lower()]
+    pattern = _label_pattern(labels)
+    named = [m.group(1) for m in pattern.finditer(answer)] if pattern else []
+    return by_lower[max(named, key=len).lower()] if named else answer
+
+
+def label_of_answer(message: dict[str, Any], labels: tuple[str, ...] = ()) -> str | None:
+    """The label an assistant turn answered, matched to the allowed labels when they are known."""
+    raw = raw_answer(message)
+    return canonical_label(raw, labels) if raw else None
+
+
+def find_demos(messages: list[dict[str, Any]], labels: tuple[str, ...] = ()) -> tuple[Demo, ...]:
     """(query, label) pairs of the user/assistant turn pairs before the final user turn."""
     final = _final_user_index(messages)
     demos: list[Demo] = []
@@ -145,27 +139,48 @@ def find_demos(messages: list[dict[str, Any]]) -> tuple[Demo, ...]:
         if message.get("role") != "user" or index + 1 >= len(messages):
             continue
         reply = messages[index + 1]
-        label = label_of_answer(reply) if reply.get("role") == "assistant" else None
+        label = label_of_answer(reply, labels) if reply.get("role") == "assistant" else None
         if label:
             demos.append(Demo(query=extract_query(message_text(message)), label=label))
     return tuple(demos)
 
 
-def find_labels(
-    messages: list[dict[str, Any]], tools: list[Any] | None, demos: tuple[Demo, ...]
-) -> tuple[str, ...]:
-    """The allowed labels: a list after a "Labels:"-like line, a Literal[...], a tool enum, else seen."""
+def _label_texts(messages: list[dict[str, Any]], query: str) -> list[str]:
+    """The texts a label list may sit in: the final user turn (less its query) first, then the others."""
     final = _final_user_index(messages)
-    ordered = ([messages[final]] if final is not None else []) + messages
-    texts = [message_text(m) for m in ordered if m.get("role") in ("system", "user", "developer")]
-    for finder in (_labels_after_header, _labels_from_literal):
+    texts = [message_text(messages[final]).replace(query, " ") if query else ""] if final is not None else []
+    texts += [message_text(m) for m in messages if m.get("role") in ("system", "user", "developer")]
+    return [t for t in texts if t.strip()]
+
+
+def prompt_labels(
+    messages: list[dict[str, Any]],
+    tools: list[Any] | None,
+    query: str = "",
+    response_format: Any = None,
+) -> tuple[str, ...]:
+    """The labels the prompt itself lists (text, tool enum or response schema), or ()."""
+    texts = _label_texts(messages, query)
+    for finder in TEXT_FINDERS:
         for text in texts:
             found = _unique(finder(text))
             if found:
                 return found
-    from_tools = _unique(_labels_from_tools(tools))
-    if from_tools:
-        return from_tools
+    return _unique(labels_in_tools(tools)) or _unique(labels_in_response_format(response_format))
+
+
+def find_labels(
+    messages: list[dict[str, Any]],
+    tools: list[Any] | None,
+    demos: tuple[Demo, ...],
+    query: str = "",
+    response_format: Any = None,
+) -> tuple[str, ...]:
+    """The allowed labels: as the prompt lists them, else the labels of the demos and of rule lines."""
+    listed = prompt_labels(messages, tools, query, response_format)
+    if listed:
+        return listed
+    texts = _label_texts(messages, query)
     ruled = [m.group(1) for text in texts for m in _RULE_LABEL.finditer(text)]
     return _unique([d.label for d in demos] + ruled)
 
@@ -203,11 +218,14 @@ def _instruction_texts(messages: list[dict[str, Any]], query: str) -> list[str]:
     return texts
 
 
-def read_prompt(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> PromptView:
+def read_prompt(
+    messages: list[dict[str, Any]], tools: list[Any] | None = None, response_format: Any = None
+) -> PromptView:
     """Everything the simulated classifier uses from a request."""
     final = _final_user_index(messages)
     query = extract_query(message_text(messages[final])) if final is not None else ""
-    demos = find_demos(messages)
-    labels = find_labels(messages, tools, demos)
+    listed = prompt_labels(messages, tools, query, response_format)
+    demos = find_demos(messages, listed)
+    labels = listed or find_labels(messages, tools, demos, query)
     hints = find_hints(_instruction_texts(messages, query), labels)
     return PromptView(labels, query, demos, hints, prompt_chars(messages, tools))
