@@ -162,9 +162,12 @@ class JobService:
         if status:
             query += f" AND {STATUS_QUERIES[status]}"
         if since:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)  # a time without a zone is UTC
             query += f" AND StartTime >= '{since.astimezone(UTC).isoformat()}'"
         executions = [wf async for wf in self.client.list_workflows(query, limit=LIST_CAP)]
         found = [await _job_of(wf) for wf in executions]
+        if since:  # a run's StartTime is at or after its job's creation: the query above is a superset
+            found = [job for job in found if job.created_at >= since]
         found.sort(key=lambda j: j.created_at, reverse=True)
         return JobList(
             jobs=found[offset : offset + limit],

@@ -139,3 +139,29 @@ async def test_saved_configs_start_jobs_by_name(
         job = await http.post("/jobs", json={"config_name": "banking77-small", "overrides": overrides})
         assert job.status_code == 201, job.text
         await wait_status(http, job.json()["job_id"], {"succeeded"})
+
+
+async def test_a_failed_job_says_why_and_listing_is_newest_first_and_filters(
+    api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
+) -> None:
+    async with api_client(api_server) as http:
+        body = api_config_body("http://127.0.0.1:9", simllm.url)  # nothing listens on port 9
+        older = (await create_job(http, body))["job_id"]
+        newer = await create_job(http, api_config_body(task_app.url, simllm.url), auto_start=False)
+        failed = await wait_status(http, older, {"failed"})
+        assert failed["error"]["type"] == "TaskAppHealthCheckFailed", failed
+        assert failed["finished_at"] and failed["progress"] is None
+        refused = await http.get(f"/jobs/{older}/result")
+        assert refused.status_code == 409 and "TaskAppHealthCheckFailed" in refused.json()["error"]["message"]
+        await wait_listed(http, older, status="failed")
+        await wait_listed(http, newer["job_id"], status="created")
+        rows = (await http.get("/jobs", params={"limit": 500})).json()["jobs"]
+        ids = [row["job_id"] for row in rows]
+        assert ids.index(newer["job_id"]) < ids.index(older)
+        created = [row["created_at"] for row in rows]
+        assert created == sorted(created, reverse=True)
+        since = (await http.get("/jobs", params={"since": newer["created_at"], "limit": 500})).json()["jobs"]
+        assert newer["job_id"] in {r["job_id"] for r in since} and older not in {r["job_id"] for r in since}
+        first = (await http.get("/jobs", params={"limit": 1})).json()
+        assert first["has_more"] and len(first["jobs"]) == 1
+        assert (await http.post(f"/jobs/{newer['job_id']}/cancel")).status_code == 200
