@@ -92,3 +92,47 @@ def parse_reward(body: Any) -> float | None:
         if isinstance(steps, list) and steps and isinstance(steps[-1], dict):
             return _number(steps[-1].get("reward"))
     return None
+
+
+SeedRange = tuple[int, int]  # inclusive bounds
+
+
+def _ranges(value: Any) -> list[SeedRange] | None:
+    """`[lo, hi]`, `{"min": lo, "max": hi}`, or a list of those, as inclusive ranges (None if unreadable)."""
+    if isinstance(value, dict) and isinstance(value.get("min"), int) and isinstance(value.get("max"), int):
+        return [(value["min"], value["max"])]
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return [(value[0], value[1])]
+    if isinstance(value, list) and value:
+        found = [_ranges(v) for v in value]
+        if all(f is not None for f in found):
+            return [r for f in found for r in f or []]
+    return None
+
+
+def advertised_seed_ranges(task_info: dict[str, Any] | None, split: str | None) -> list[SeedRange] | None:
+    """The seed ranges a task app advertises in /task_info for `split`, or None when it advertises none.
+
+    Read from `taskset` (else the top level): `seed_ranges` by split (`{"train": [0, 14999], ...}`; the
+    split is env_config's, else the taskset's `default_split`, else "train"), or one `seed_range` for every
+    split. Bounds are inclusive. Apps that map any seed onto a row (`seed % len`) advertise nothing.
+    """
+    if not isinstance(task_info, dict):
+        return None
+    taskset = task_info.get("taskset")
+    source = taskset if isinstance(taskset, dict) else task_info
+    by_split = source.get("seed_ranges")
+    if isinstance(by_split, dict):
+        name = split or source.get("default_split") or "train"
+        return _ranges(by_split.get(name)) if name in by_split else None
+    return _ranges(source.get("seed_range"))
+
+
+def seeds_outside(pools: dict[str, list[int]], ranges: list[SeedRange]) -> dict[str, list[int]]:
+    """Per pool, its seeds that fall in none of the ranges (pools with none are left out)."""
+    out: dict[str, list[int]] = {}
+    for name, seeds in pools.items():
+        bad = [s for s in seeds if not any(lo <= s <= hi for lo, hi in ranges)]
+        if bad:
+            out[name] = bad
+    return out

@@ -14,46 +14,23 @@ without auth (and says so in the log). Data: see `mipro.taskapps.banking77.data.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import structlog
 import uvicorn
 
-from mipro.taskapps.banking77.app import LLM_TIMEOUT_S, create_app
+from mipro.taskapps.banking77.app import create_app
 from mipro.taskapps.banking77.data import load_banking77
+from mipro.taskapps.cli import FAULT_KNOBS, api_key_from, knobs_from, task_app_parser
 
 log = structlog.get_logger(__name__)
 
 
-def _seed_set(text: str) -> set[int]:
-    try:
-        return {int(part) for part in text.split(",") if part.strip()}
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"wants comma-separated integers, got {text!r}") from exc
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mipro.taskapps.banking77", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8102)
+    parser = task_app_parser("python -m mipro.taskapps.banking77", __doc__.split("\n")[0], 8102)
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="dir with train.csv, test.csv, categories.json"
     )
-    parser.add_argument("--api-key-env", default="ENVIRONMENT_API_KEY", help="env var holding the API key")
-    parser.add_argument("--fail-seeds", type=_seed_set, default=set(), help="seeds whose rollouts answer 500")
-    parser.add_argument(
-        "--hang-seeds", type=_seed_set, default=set(), help="seeds whose rollouts never answer"
-    )
-    parser.add_argument(
-        "--close-seeds", type=_seed_set, default=set(), help="seeds whose connection is dropped mid-response"
-    )
-    parser.add_argument(
-        "--garbage-seeds", type=_seed_set, default=set(), help="seeds answered 200 with a non-JSON body"
-    )
-    parser.add_argument("--llm-timeout", type=float, default=LLM_TIMEOUT_S, help="seconds per LLM call")
     parser.add_argument("--no-download", action="store_true", help="never try the public download")
     return parser.parse_args(argv)
 
@@ -61,28 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     data = load_banking77(args.data_dir, allow_download=not args.no_download)
-    api_key = os.environ.get(args.api_key_env) or None
-    if api_key is None:
-        log.warning("banking77.no_api_key", env_var=args.api_key_env, detail="serving without auth")
-    app = create_app(
-        data,
-        api_key=api_key,
-        fail_seeds=args.fail_seeds,
-        hang_seeds=args.hang_seeds,
-        close_seeds=args.close_seeds,
-        garbage_seeds=args.garbage_seeds,
-        llm_timeout=args.llm_timeout,
-    )
-    log.info(
-        "banking77.serving",
-        host=args.host,
-        port=args.port,
-        source=data.source,
-        fail_seeds=sorted(args.fail_seeds),
-        hang_seeds=sorted(args.hang_seeds),
-        close_seeds=sorted(args.close_seeds),
-        garbage_seeds=sorted(args.garbage_seeds),
-    )
+    app = create_app(data, api_key_from(args, "banking77"), args.fail_seeds, **knobs_from(args))
+    knobs = {name: sorted(getattr(args, name)) for name in FAULT_KNOBS}
+    log.info("banking77.serving", host=args.host, port=args.port, source=data.source, **knobs)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 

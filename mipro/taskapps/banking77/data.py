@@ -17,11 +17,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 import structlog
 from pydantic import BaseModel, model_validator
+
+from mipro.taskapps.rows import Row
+
+__all__ = ["Banking77Data", "Row", "load_banking77"]
 
 log = structlog.get_logger(__name__)
 
@@ -29,11 +32,6 @@ DOWNLOAD_BASE_URL = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-
 DATA_FILES = ("train.csv", "test.csv", "categories.json")
 FALLBACK_PATH = Path(__file__).resolve().parent.parent / "data" / "fallback_intents.json"
 DOWNLOAD_TIMEOUT_S = 10.0
-
-
-class Row(NamedTuple):
-    text: str
-    label: str
 
 
 class Banking77Data(BaseModel):

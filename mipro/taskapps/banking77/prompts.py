@@ -11,6 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mipro.taskapps.answers import InvalidModelOutput, first_message, score
+
+__all__ = ["InvalidModelOutput", "Prediction", "build_messages", "parse_prediction", "score"]
+
 TOOL_NAME = "banking77_classify"
 
 SYSTEM_PATTERN = (
@@ -39,10 +43,6 @@ CLASSIFY_TOOL: dict[str, Any] = {
         },
     },
 }
-
-
-class InvalidModelOutput(ValueError):
-    """The LLM answered 2xx but with nothing usable (no choices, wrong tool, bad arguments, empty output)."""
 
 
 class Prediction(BaseModel):
@@ -93,21 +93,9 @@ def _intent_from_call(call: dict[str, Any]) -> str:
     return intent
 
 
-def _first_message(response_json: Any) -> dict[str, Any]:
-    if not isinstance(response_json, dict):
-        raise InvalidModelOutput("LLM response is not a JSON object")
-    choices = response_json.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise InvalidModelOutput("LLM response has no choices")
-    message = (choices[0] or {}).get("message")
-    if not isinstance(message, dict):
-        raise InvalidModelOutput("LLM response choice has no message")
-    return message
-
-
 def parse_prediction(response_json: Any) -> Prediction:
     """The `intent` of the banking77_classify tool call, else the first token of the message content."""
-    message = _first_message(response_json)
+    message = first_message(response_json)
     tool_calls = _normalise_tool_calls(message.get("tool_calls"))
     content = message.get("content") or ""
     content = content if isinstance(content, str) else json.dumps(content)
@@ -116,12 +104,3 @@ def parse_prediction(response_json: Any) -> Prediction:
     if not content.strip():
         raise InvalidModelOutput("Empty model output: no tool_calls and no content")
     return Prediction(intent=content.strip().split()[0], tool_calls=[], content=content)
-
-
-def _norm(label: str) -> str:
-    return label.lower().replace("_", " ").strip()
-
-
-def score(predicted: str, expected: str) -> float:
-    """1.0 when the labels match ignoring case, underscores-vs-spaces and outer whitespace, else 0.0."""
-    return 1.0 if _norm(predicted) == _norm(expected) else 0.0

@@ -1,0 +1,58 @@
+"""The command line shared by the example task apps: host, port, API key, fault knobs, LLM timeout."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import structlog
+
+from mipro.taskapps.service import LLM_TIMEOUT_S, Knobs
+
+log = structlog.get_logger(__name__)
+FAULT_KNOBS = ("fail_seeds", "hang_seeds", "close_seeds", "garbage_seeds")
+
+
+def seed_set(text: str) -> set[int]:
+    try:
+        return {int(part) for part in text.split(",") if part.strip()}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"wants comma-separated integers, got {text!r}") from exc
+
+
+def task_app_parser(prog: str, description: str, port: int) -> argparse.ArgumentParser:
+    """A parser with the options every example task app takes; the app adds its data options."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--api-key-env", default="ENVIRONMENT_API_KEY", help="env var holding the API key")
+    parser.add_argument("--fail-seeds", type=seed_set, default=set(), help="seeds whose rollouts answer 500")
+    parser.add_argument(
+        "--hang-seeds", type=seed_set, default=set(), help="seeds whose rollouts never answer"
+    )
+    parser.add_argument(
+        "--close-seeds", type=seed_set, default=set(), help="seeds whose connection is dropped mid-response"
+    )
+    parser.add_argument(
+        "--garbage-seeds", type=seed_set, default=set(), help="seeds answered 200 with a non-JSON body"
+    )
+    parser.add_argument("--llm-timeout", type=float, default=LLM_TIMEOUT_S, help="seconds per LLM call")
+    return parser
+
+
+def api_key_from(args: argparse.Namespace, app_id: str) -> str | None:
+    """The API key from the environment variable named by `--api-key-env` (None: serve without auth)."""
+    api_key = os.environ.get(args.api_key_env) or None
+    if api_key is None:
+        log.warning(f"{app_id}.no_api_key", env_var=args.api_key_env, detail="serving without auth")
+    return api_key
+
+
+def knobs_from(args: argparse.Namespace) -> Knobs:
+    """The knobs but `fail_seeds` (an argument of its own), as keyword arguments of the app's `create_app`."""
+    return Knobs(
+        hang_seeds=args.hang_seeds,
+        close_seeds=args.close_seeds,
+        garbage_seeds=args.garbage_seeds,
+        llm_timeout=args.llm_timeout,
+    )
