@@ -2,7 +2,10 @@
 
 One activity evaluates a whole batch (seeds run concurrently up to `concurrency`), so the orchestration
 costs one activity per trial, not per rollout. A failed rollout is retried with backoff and, if it still
-fails, reported as an error of a named kind: never a score of 0.
+fails, reported as an error of a named kind: never a score of 0. A task app's `Retry-After` (on a 429 or
+a 5xx) sets the wait before the next attempt, capped at `MAX_RETRY_AFTER_SECONDS`.
+
+The health check also refuses seeds outside the ranges the task app advertises in /task_info, naming them.
 """
 
 from __future__ import annotations
@@ -19,17 +22,58 @@ from temporalio.exceptions import ApplicationError
 from activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import EvaluateInput, EvaluateOutput, HealthCheckInput, TaskAppInfo
 from mipro.interceptor.registry import CallRecord, Upstream
-from mipro.rollout_protocol import auth_headers, parse_reward, rollout_payload
+from mipro.retry_after import retry_after_seconds
+from mipro.rollout_protocol import (
+    SeedRange,
+    advertised_seed_ranges,
+    auth_headers,
+    parse_reward,
+    rollout_payload,
+    seeds_outside,
+)
 from mipro.types import ErrorKind, FewShotExample, SeedOutcome, Usage
 
 log = structlog.get_logger("activities.task_app")
-RETRYABLE: set[str] = {"http_5xx", "timeout", "connection", "bad_json", "llm_error"}
+RETRYABLE: set[str] = {"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"}
+MAX_SEEDS_NAMED = 20
 
 
 class RolloutFailure(Exception):
-    def __init__(self, kind: ErrorKind, detail: str) -> None:
+    def __init__(self, kind: ErrorKind, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
+        self.retry_after = retry_after  # seconds the task app asked us to wait (Retry-After), if it did
+
+
+def backoff_seconds(failure: RolloutFailure, attempt: int) -> float:
+    """The wait before the next attempt: the task app's Retry-After, else exponential backoff."""
+    if failure.retry_after is not None:
+        return failure.retry_after
+    return min(0.25 * 2 ** (attempt - 1), 4.0)
+
+
+def _named(seeds: list[int]) -> str:
+    more = f" and {len(seeds) - MAX_SEEDS_NAMED} more" if len(seeds) > MAX_SEEDS_NAMED else ""
+    return ", ".join(str(s) for s in seeds[:MAX_SEEDS_NAMED]) + more
+
+
+def check_seed_ranges(inp: HealthCheckInput, task_info: dict[str, Any] | None) -> None:
+    """Refuse the job when a seed pool holds seeds outside the ranges the task app advertises."""
+    ranges: list[SeedRange] | None = advertised_seed_ranges(task_info, inp.split)
+    if not ranges or not inp.seed_pools:
+        return
+    outside = seeds_outside(inp.seed_pools, ranges)
+    if not outside:
+        return
+    shown = "; ".join(f"{pool}: {_named(seeds)}" for pool, seeds in outside.items())
+    advertised = ", ".join(f"{lo}-{hi}" for lo, hi in ranges)
+    raise ApplicationError(
+        f"seeds outside the task app's advertised seed range{'s' if len(ranges) > 1 else ''} {advertised} "
+        f"(split {inp.split or 'default'}): {shown}. Use seeds within the range, or another split",
+        {"outside": outside, "ranges": ranges},
+        type="TaskAppHealthCheckFailed",
+        non_retryable=True,
+    )
 
 
 def _is_auth_refusal(response: httpx.Response) -> bool:
@@ -60,7 +104,9 @@ class TaskAppActivities:
                 type="TaskAppHealthCheckFailed",
                 non_retryable=True,
             )
-        return TaskAppInfo(healthy=True, task_info=await self._task_info(url, headers))
+        task_info = await self._task_info(url, headers)
+        check_seed_ranges(inp, task_info)
+        return TaskAppInfo(healthy=True, task_info=task_info)
 
     async def _task_info(self, url: str, headers: dict[str, str]) -> dict[str, Any] | None:
         with contextlib.suppress(httpx.HTTPError, ValueError):
@@ -132,7 +178,7 @@ class TaskAppActivities:
                         attempts=attempt,
                         usage=usage,
                     )
-                await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+                await asyncio.sleep(backoff_seconds(failure, attempt))
                 continue
             usage = usage.plus(_sum_usage(calls))
             example = _example(calls, seed, score) if inp.capture_examples else None
@@ -185,7 +231,10 @@ def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None
     if llm_errors:
         raise RolloutFailure("llm_error", llm_errors[-1] or "")
     kind: ErrorKind = "http_5xx" if response.status_code >= 500 else "http_4xx"
-    raise RolloutFailure(kind, f"{response.status_code}: {response.text[:200]}")
+    if response.status_code == 429:
+        kind = "rate_limited"
+    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+    raise RolloutFailure(kind, f"{response.status_code}: {response.text[:200]}", retry_after=retry_after)
 
 
 def _sum_usage(calls: list[CallRecord]) -> Usage:

@@ -52,6 +52,10 @@ class RolloutTarget(BaseModel):
 class HealthCheckInput(BaseModel):
     task_app_url: str
     task_app_api_key_env: str | None = None
+    # The job's seed pools by name and its env_config split: seeds outside the ranges the task app
+    # advertises in /task_info (if it does) fail the health check, naming them.
+    seed_pools: dict[str, list[int]] = Field(default_factory=dict)
+    split: str | None = None
 
 
 class TaskAppInfo(BaseModel):
@@ -96,6 +100,7 @@ class ProposeInput(BaseModel):
     duplicate_retry_limit: int
     seed: int
     history: list[tuple[str, float]] = Field(default_factory=list)
+    failed_examples: list[FewShotExample] = Field(default_factory=list)  # shown when no demo was bootstrapped
     max_cost_usd: float | None = None  # no meta-model call starts that could exceed these
     max_tokens: int | None = None
 

@@ -108,6 +108,7 @@ class Usage(BaseModel):
 ErrorKind = Literal[
     "http_5xx",
     "http_4xx",
+    "rate_limited",  # 429 from the task app: retried, after its Retry-After when it sends one
     "timeout",
     "connection",
     "bad_json",

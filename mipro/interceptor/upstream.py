@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 
 from mipro.interceptor.registry import Upstream
-
-MAX_RETRY_AFTER_SECONDS = 20.0
+from mipro.retry_after import retry_after_seconds
 
 
 class UpstreamError(RuntimeError):
@@ -25,12 +24,8 @@ class UpstreamError(RuntimeError):
 
 
 def _retry_delay(response: httpx.Response | None, attempt: int) -> float:
-    if response is not None and (header := response.headers.get("retry-after")):
-        try:
-            return min(float(header), MAX_RETRY_AFTER_SECONDS)
-        except ValueError:
-            pass
-    return min(0.2 * 2**attempt, 5.0)
+    waited = retry_after_seconds(response.headers.get("retry-after")) if response is not None else None
+    return waited if waited is not None else min(0.2 * 2**attempt, 5.0)
 
 
 def _finite(text: str) -> float:
