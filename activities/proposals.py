@@ -69,6 +69,7 @@ class ProposalActivities:
                 tip=rng.choice(tips),
                 proposal_index=inp.seed * 1000 + index,
                 history=[ScoredInstruction(text=t, score=s) for t, s in inp.history],
+                failed_examples=inp.failed_examples,
             )
             messages = build_proposal_messages(ctx)
             if not _fits(inp, usage, messages):

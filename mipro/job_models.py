@@ -73,6 +73,8 @@ class JobState(BaseModel):
     instructions: list[list[str]] = Field(default_factory=list)  # per stage
     demo_pool: list[list[FewShotExample]] = Field(default_factory=list)  # per stage
     demo_sets: list[list[list[int]]] = Field(default_factory=list)  # per stage: indices into demo_pool
+    # per stage, when no demo was bootstrapped: a few of the baseline's low-scoring rollouts, for the proposer
+    failed_examples: list[list[FewShotExample]] = Field(default_factory=list)
     baseline_bootstrap_score: float | None = None
     trials: list[TrialRecord] = Field(default_factory=list)
     online_cache: dict[str, dict[int, float]] = Field(default_factory=dict)  # candidate hash -> seed -> score
@@ -82,6 +84,7 @@ class JobState(BaseModel):
     spend: Spend = Field(default_factory=Spend)
     counters: Counters = Field(default_factory=Counters)
     events: list[Event] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # also emitted as events of level "warning"
     next_seq: int = 1
     stop_reason: str | None = None
     paused: bool = False
@@ -156,3 +159,4 @@ class OptimizationResult(BaseModel):
     costs: Spend
     elapsed_seconds: float
     simulated_llm: bool = False
+    warnings: list[str] = Field(default_factory=list)  # e.g. no demo bootstrapped: check the answer format

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -98,6 +99,8 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    for warning in r.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     if r.simulated_llm:
         console.print(
             "[bold yellow]The LLM was SIMULATED[/] (mipro.simllm): scores and costs show the "

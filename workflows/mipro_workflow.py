@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mipro.metrics import Metric, job_metrics
     from mipro.minibatches import minibatch_blocks
+    from mipro.proposer.examples import answer_text
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
     from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
 
@@ -62,6 +63,7 @@ FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it
 REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
 MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
+MAX_FAILED_EXAMPLES = 5  # low-scoring baseline rollouts kept for the proposer when no demo was bootstrapped
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=6,
@@ -187,9 +189,17 @@ class MiproWorkflow:
             for o in boot.outcomes
             if o.example is not None and (o.score or 0.0) >= self.m.few_shot_score_threshold
         ]
+        failed = [
+            o.example
+            for o in boot.outcomes
+            if o.example is not None and (o.score or 0.0) < self.m.few_shot_score_threshold
+        ]
         for i, stage in enumerate(self.stages):
             pool = [e for e in good if e.stage_id == stage.stage_id]
             self.s.demo_pool.append(pool)
+            self.s.failed_examples.append(
+                [] if pool else [e for e in failed if e.stage_id == stage.stage_id][:MAX_FAILED_EXAMPLES]
+            )
             self.s.demo_sets.append(
                 build_demo_sets(
                     pool, self.m.max_demo_set_size, self.m.max_demo_sets, seed=self.m.seed * 31 + i
@@ -205,7 +215,50 @@ class MiproWorkflow:
                 "demo_sets": [len(d) for d in self.s.demo_sets],
             },
         )
+        if not good:
+            self._warn_no_demos(boot)
         self._set_phase("proposal")
+
+    def _warn_no_demos(self, boot: EvaluateOutput) -> None:
+        """Say, in a warning event and in the result, that no baseline rollout was good enough for a demo."""
+        threshold = self.m.few_shot_score_threshold
+        scores = [o.score for o in boot.outcomes if o.score is not None]
+        errors: dict[str, int] = {}
+        for o in boot.outcomes:
+            if o.error:
+                errors[o.error] = errors.get(o.error, 0) + 1
+        answers = list(
+            dict.fromkeys(answer_text(o.example.answer)[:80] for o in boot.outcomes if o.example is not None)
+        )[:3]
+        if not scores:
+            message = (
+                f"no rollout reached few_shot_score_threshold ({threshold}): every bootstrap rollout failed "
+                f"({', '.join(f'{k}: {n}' for k, n in sorted(errors.items())) or 'no rollouts'}), so no demo "
+                "was bootstrapped: check the task app and the policy model"
+            )
+        else:
+            lower = " or lower few_shot_score_threshold" if max(scores) > 0 else ""
+            shown = ", ".join(repr(a) for a in answers) or "none captured"
+            message = (
+                f"no rollout reached few_shot_score_threshold ({threshold}): the baseline scored "
+                f"{mean(scores):.3f} on {len(scores)} bootstrap seeds (best {max(scores):.3f}), so no demo "
+                "was bootstrapped: check the answer format the task app parses against what the model "
+                f"answers (e.g. {shown}){lower}. Instructions are proposed from the task description and the "
+                "failed answers."
+            )
+        self.s.warnings.append(message)
+        self._emit(
+            "mipro.bootstrap.warning",
+            message,
+            {
+                "baseline_score": self.s.baseline_bootstrap_score,
+                "few_shot_score_threshold": threshold,
+                "best_score": max(scores) if scores else None,
+                "answers": answers,
+                "errors_by_kind": errors,
+            },
+            level="warning",
+        )
 
     def _fail_unless_bootstrapped(self, boot: EvaluateOutput) -> None:
         """Errors that no amount of searching can fix end the job here, with a failure that says so."""
@@ -254,6 +307,7 @@ class MiproWorkflow:
                 duplicate_retry_limit=self.m.duplicate_retry_limit,
                 seed=self.m.seed * 101 + i + 7919 * round_index,
                 history=history,
+                failed_examples=self.s.failed_examples[i] if i < len(self.s.failed_examples) else [],
                 max_cost_usd=self._proposal_allowance(),
                 max_tokens=(
                     None
@@ -929,6 +983,7 @@ class MiproWorkflow:
             costs=self.s.spend,
             elapsed_seconds=self._elapsed(),
             simulated_llm=self.cfg.policy.provider == "simulated",
+            warnings=list(self.s.warnings),
         )
 
 
