@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import AwareDatetime, BeforeValidator
 from temporalio.client import Client
 
+from mipro.api import examples
 from mipro.api.auth import KeyRing
-from mipro.api.errors import ApiError, install_error_handlers, responses
+from mipro.api.errors import ApiError, install_error_handlers, responses, unauthorized
 from mipro.api.event_hub import EventHub
 from mipro.api.models import (
     CandidatesPage,
@@ -36,8 +39,20 @@ from starter.jobs import search_attributes_registered
 from worker import connect
 
 PREFIX = "/api/prompt-learning/online"
+PUBLIC = {f"{PREFIX}/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 JobId = Annotated[str, Path(pattern=r"^pl_[0-9a-f]{16}$", examples=["pl_0123456789abcdef"])]
 StatusFilter = Literal[tuple(STATUS_QUERIES)]  # type: ignore[valid-type]
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """The document says `date-time` (RFC 3339); pydantic alone also takes a Unix time or a naive time."""
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+Since = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 bearer = HTTPBearer(auto_error=False, description="an API key; each key belongs to one org")
 
 
@@ -69,7 +84,7 @@ def create_app(settings: ApiSettings | None = None, client: Client | None = None
         lifespan=lifespan,
     )
     app.state.keys = keys
-    install_error_handlers(app)
+    install_error_handlers(app, _authorized)
 
     app.state.settings = settings
     app.include_router(_routes(), prefix=PREFIX)
@@ -86,8 +101,17 @@ async def _org_of(
     keys: KeyRing = request.app.state.keys
     org = keys.org_for(creds.credentials) if creds else None
     if org is None:
-        raise ApiError(401, "unauthorized", "missing or unknown API key: send Authorization: Bearer <key>")
+        raise unauthorized()
     return org
+
+
+def _authorized(request: Request) -> bool:
+    """Whether a request that failed validation may hear why: with a known key, or on a public route."""
+    if request.url.path in PUBLIC:
+        return True
+    scheme, key = get_authorization_scheme_param(request.headers.get("Authorization"))
+    keys: KeyRing = request.app.state.keys
+    return scheme.lower() == "bearer" and bool(key) and keys.org_for(key) is not None
 
 
 Org = Annotated[str, Depends(_org_of)]
@@ -131,7 +155,7 @@ def _routes() -> APIRouter:  # noqa: C901
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=5000)] = 0,
         status: StatusFilter | None = None,
-        since: datetime | None = None,
+        since: Since | None = None,
     ) -> JobList:
         """The org's jobs, newest first."""
         return await service.list(org, limit, offset, status, since)
@@ -153,7 +177,10 @@ def _routes() -> APIRouter:  # noqa: C901
     @r.get(
         "/jobs/{job_id}/events/stream",
         response_class=EventSourceResponse,
-        responses=job_errors,
+        responses={
+            200: {"content": {"text/event-stream": {"example": examples.EVENT_STREAM}}},
+            **responses(401, 404, 422, 503, non_json_route=True),
+        },
         tags=["events"],
     )
     async def stream_events(
@@ -164,7 +191,8 @@ def _routes() -> APIRouter:  # noqa: C901
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-Sent Events: `id` is the event's seq; reconnect with Last-Event-ID to resume after it.
         A comment line is sent while idle; an `end` event closes the stream when the job has ended."""
-        cursor = max(since_seq, int(last_event_id) if last_event_id and last_event_id.isdigit() else 0)
+        resume = last_event_id.strip() if last_event_id else ""
+        cursor = max(since_seq, int(resume) if resume.isascii() and resume.isdigit() else 0)
         hub: EventHub = request.app.state.hub
         heartbeat = request.app.state.settings.sse_heartbeat_seconds
         async for event in hub.subscribe(job_id, cursor, heartbeat):
@@ -174,7 +202,12 @@ def _routes() -> APIRouter:  # noqa: C901
                 yield ServerSentEvent(id=str(event.seq), event=event.type, raw_data=event.model_dump_json())
         yield ServerSentEvent(event="end", raw_data=f'{{"job_id": "{job_id}"}}')
 
-    @r.get("/jobs/{job_id}/metrics", response_model=list[Metric], responses=job_errors, tags=["results"])
+    @r.get(
+        "/jobs/{job_id}/metrics",
+        response_model=list[Metric],
+        responses={200: {"content": {"application/json": {"example": examples.METRICS}}}, **job_errors},
+        tags=["results"],
+    )
     async def get_metrics(job_id: JobId, org: Org, service: Service) -> list[Metric]:
         """Minibatch score per trial, best so far, validation scores, spend by category."""
         return await service.metrics(org, job_id)
@@ -199,7 +232,10 @@ def _routes() -> APIRouter:  # noqa: C901
     @r.get(
         "/jobs/{job_id}/report",
         response_class=HTMLResponse,
-        responses={200: {"content": {"text/html": {}}}, **result_errors},
+        responses={
+            200: {"content": {"text/html": {"example": examples.REPORT}}},
+            **responses(401, 404, 409, 422, 503, non_json_route=True),
+        },
         tags=["results"],
     )
     async def get_report(job_id: JobId, org: Org, service: Service) -> HTMLResponse:

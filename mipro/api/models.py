@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from mipro.api import examples
 from mipro.job_models import CandidateSummary, Event, OptimizationResult, Progress
 from mipro.types import ChatMessage
 
@@ -27,15 +28,21 @@ EXAMPLE_CONFIG: dict[str, Any] = {
             ]
         },
         "policy": {
-            "model": "simulated-small",
+            "model": "sim-small",
             "provider": "simulated",
             "inference_url": "http://127.0.0.1:8300/v1",
         },
         "mipro": {
+            "batch_size": 4,
             "bootstrap_train_seeds": [0, 1, 2, 3],
-            "online_pool": [10, 11, 12, 13],
+            "online_pool": [10, 11, 12, 13, 14, 15, 16, 17],
             "val_seeds": [20, 21],
             "test_pool": [30, 31],
+            "meta": {
+                "model": "sim-meta",
+                "provider": "simulated",
+                "inference_url": "http://127.0.0.1:8300/v1",
+            },
         },
     }
 }
@@ -46,7 +53,19 @@ class CreateJobRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # the body is what the document says: no 0 for false, no "8" for 8
         json_schema_extra={
+            # what _one_config checks, so that the document says it too
+            "anyOf": [
+                {
+                    "required": ["config_body"],
+                    "properties": {"config_body": {"type": "object"}, "config_name": {"type": "null"}},
+                },
+                {
+                    "required": ["config_name"],
+                    "properties": {"config_name": {"type": "string"}, "config_body": {"type": "null"}},
+                },
+            ],
             "examples": [
                 {
                     "algorithm": "mipro",
@@ -55,7 +74,7 @@ class CreateJobRequest(BaseModel):
                     "metadata": {"team": "support"},
                     "auto_start": True,
                 }
-            ]
+            ],
         },
     )
 
@@ -85,6 +104,8 @@ class JobError(BaseModel):
 
 
 class Job(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB]})
+
     job_id: str = Field(examples=["pl_0123456789abcdef"])
     algorithm: Literal["mipro"] = "mipro"
     status: ApiJobStatus
@@ -104,6 +125,8 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_LIST]})
+
     jobs: list[Job]
     limit: int
     offset: int
@@ -111,12 +134,16 @@ class JobList(BaseModel):
 
 
 class EventsPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.EVENTS_PAGE]})
+
     events: list[Event]
     next_since_seq: int = Field(description="pass as since_seq to get the events after these")
     has_more: bool
 
 
 class CandidatesPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.CANDIDATES_PAGE]})
+
     candidates: list[CandidateSummary]
     total: int
     limit: int
@@ -124,6 +151,8 @@ class CandidatesPage(BaseModel):
 
 
 class JobResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_RESULT]})
+
     job_id: str
     status: ApiJobStatus
     simulated_llm: bool = Field(description="true: scores come from the simulated LLM, not a real model")
@@ -132,13 +161,25 @@ class JobResult(BaseModel):
 
 
 class SaveConfigRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"name": "banking77-example", "config_body": EXAMPLE_CONFIG}]},
+    )
 
-    name: str = Field(pattern=CONFIG_NAME, examples=["banking77-small"])
+    name: str = Field(pattern=CONFIG_NAME, examples=["banking77-example"])
     config_body: dict[str, JsonValue] = Field(json_schema_extra={"examples": [EXAMPLE_CONFIG]})
 
 
 class SavedConfig(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "banking77-example", "created_at": examples.CREATED, "config_body": EXAMPLE_CONFIG}
+            ]
+        }
+    )
+
     name: str
     created_at: datetime
     config_body: dict[str, Any]
@@ -146,10 +187,14 @@ class SavedConfig(BaseModel):
 
 
 class SavedConfigList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.SAVED_CONFIG_LIST]})
+
     configs: list[str]
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.HEALTH]})
+
     status: Literal["ok"] = "ok"
     temporal: str = Field(examples=["127.0.0.1:7233/default"])
     task_queue: str
