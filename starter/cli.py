@@ -177,9 +177,9 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from starter.demo import DEFAULT_CONFIG, run_demo
+    from starter.demo import run_demo
 
-    return await run_demo(Path(args.config) if args.config else DEFAULT_CONFIG, args.set or [])
+    return await run_demo(Path(args.config) if args.config else None, args.set or [], app_name=args.app)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--task-queue", default=None, help="task queue of new jobs (default mipro)")
     sub.add_parser("api-key", help="print a new API key for an org, and its hash").add_argument("org")
     demo = sub.add_parser("demo", help="run one full optimization on the embedded stack (simulated LLM)")
+    demo.add_argument(
+        "--app",
+        choices=("banking77", "clinc150"),
+        default="banking77",
+        help="example task app (and configs/<app>.toml unless --config)",
+    )
     demo.add_argument("--config", default=None)
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")
     return parser

@@ -1,7 +1,8 @@
 """`mipro demo`: one full optimization on the embedded stack, offline.
 
-Starts (or reuses) the Temporal dev server, the simulated LLM, the example banking77 task app and a worker
-in this process, runs the job from configs/banking77.toml with live progress, and prints the result.
+Starts (or reuses) the Temporal dev server, the simulated LLM, an example task app (`--app`: banking77, the
+default, or clinc150) and a worker in this process, runs the job from configs/<app>.toml with live
+progress, and prints the result.
 """
 
 from __future__ import annotations
@@ -11,27 +12,46 @@ import secrets
 import time
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from mipro.config import load_config_file
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import load_banking77
+from mipro.taskapps.clinc150.app import create_app as create_clinc150
+from mipro.taskapps.clinc150.data import load_clinc150
 from starter import jobs, render
 from starter.stack import banking77_data_dir, dev_server
 from worker import WorkerOptions, connect, running_worker
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "banking77.toml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIGS / "banking77.toml"
 
 
-async def run_demo(config_path: Path = DEFAULT_CONFIG, overrides: list[str] | None = None) -> int:
-    key = os.environ.setdefault("ENVIRONMENT_API_KEY", f"sk_env_{secrets.token_hex(12)}")
+def demo_task_app(app: str, key: str) -> FastAPI:
+    """The example task app named `app`, over its data (banking77 or clinc150), keyed with `key`."""
+    if app == "clinc150":
+        clinc = load_clinc150()
+        render.console.print(f"clinc150 data: {clinc.source}")
+        return create_clinc150(clinc, api_key=key)
+    if app != "banking77":
+        raise ValueError(f"unknown example task app {app!r}: banking77 or clinc150")
     data = load_banking77(banking77_data_dir())
     render.console.print(f"banking77 data: {data.source}")
+    return create_banking77(data, api_key=key)
+
+
+async def run_demo(
+    config_path: Path | None = None, overrides: list[str] | None = None, app_name: str = "banking77"
+) -> int:
+    key = os.environ.setdefault("ENVIRONMENT_API_KEY", f"sk_env_{secrets.token_hex(12)}")
+    config_path = config_path or CONFIGS / f"{app_name}.toml"
     with (
         dev_server() as address,
         BackgroundServer(create_simllm(SimLLMSettings())) as llm,
-        BackgroundServer(create_banking77(data, api_key=key)) as app,
+        BackgroundServer(demo_task_app(app_name, key)) as app,
     ):
         render.console.print(
             f"Temporal {address} (UI http://localhost:8233), simulated LLM {llm.url}, task app {app.url}"

@@ -26,3 +26,23 @@ def test_unknown_options_of_other_commands_are_refused(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exited:
         main(["status", "pl_0", "--bogus"])
     assert exited.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_demo_app_option_picks_the_task_app_and_its_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import starter.demo
+
+    seen: list[tuple[object, list[str], str]] = []
+
+    async def fake_demo(config: object, overrides: list[str], app_name: str) -> int:
+        seen.append((config, overrides, app_name))
+        return 0
+
+    monkeypatch.setattr(starter.demo, "run_demo", fake_demo)
+    for argv in (["demo"], ["demo", "--app", "clinc150", "--set", "mipro.seed=3"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 0
+    assert seen == [(None, [], "banking77"), (None, ["mipro.seed=3"], "clinc150")]
+    with pytest.raises(SystemExit) as refused:
+        main(["demo", "--app", "imdb"])
+    assert refused.value.code == 2
