@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from mipro.config import JobConfig, load_config_file
-from mipro.job_models import EventsQuery
+from mipro.job_models import Event, EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
 from mipro.taskapps.clinc150 import Clinc150Data, create_app, load_clinc150
 from mipro.taskapps.clinc150.data import SHARED_DIR
@@ -45,6 +45,14 @@ def clinc150_app(clinc150_data: Clinc150Data) -> Iterator[BackgroundServer]:
         yield server
 
 
+async def run_job(client: Client, config: JobConfig, queue: str) -> tuple[OptimizationResult, list[Event]]:
+    """Run a job on a worker of its own; its result and events (queried while the worker serves)."""
+    async with running_worker(client, WorkerOptions(task_queue=queue)):
+        handle = await jobs.start_job(client, config, task_queue=queue)
+        result = await jobs.result(client, handle.id)
+        return result, await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
+
+
 def clinc150_config(task_app_url: str, llm_url: str, overrides: list[str]) -> JobConfig:
     return load_config_file(
         REPO / "configs" / "clinc150.toml",
@@ -64,10 +72,7 @@ async def test_clinc150_job_beats_the_baseline_on_held_out_seeds(
     task_queue: str,
 ) -> None:
     config = clinc150_config(clinc150_app.url, simllm.url, SMALL)
-    client = temporal_env.client
-    async with running_worker(client, WorkerOptions(task_queue=task_queue)):
-        handle = await jobs.start_job(client, config, task_queue=task_queue)
-        result = await jobs.result(client, handle.id)
+    result, _ = await run_job(temporal_env.client, config, task_queue)
 
     assert result.status == "succeeded" and result.simulated_llm and result.warnings == []
     assert result.rollout_errors == 0
@@ -90,11 +95,7 @@ async def test_a_baseline_scoring_zero_is_a_warning_and_proposals_still_come(
     with BackgroundServer(app) as server:
         overrides = [*SMALL[:4], "mipro.num_iterations=2", *SMALL[4:]]
         config = clinc150_config(server.url, simllm.url, overrides)
-        client = temporal_env.client
-        async with running_worker(client, WorkerOptions(task_queue=task_queue)):
-            handle = await jobs.start_job(client, config, task_queue=task_queue)
-            result = await jobs.result(client, handle.id)
-            events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
+        result, events = await run_job(temporal_env.client, config, task_queue)
 
     assert result.status == "succeeded"
     assert result.baseline_validation_score == 0.0 and result.baseline_test_score == 0.0
@@ -120,11 +121,8 @@ async def test_seeds_outside_the_advertised_range_are_refused_before_any_rollout
     app = create_app(clinc150_data, api_key=TASK_APP_KEY)
     with BackgroundServer(app) as server:
         config = clinc150_config(server.url, simllm.url, [*SMALL, "mipro.test_pool=[196, 15000, 15007]"])
-        client = temporal_env.client
-        async with running_worker(client, WorkerOptions(task_queue=task_queue)):
-            handle = await jobs.start_job(client, config, task_queue=task_queue)
-            with pytest.raises(WorkflowFailureError) as info:
-                await jobs.result(client, handle.id)
+        with pytest.raises(WorkflowFailureError) as info:
+            await run_job(temporal_env.client, config, task_queue)
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "TaskAppHealthCheckFailed"
     assert "test_pool: 15000, 15007" in cause.message and "0-14999" in cause.message, cause.message
