@@ -115,6 +115,21 @@ async def test_a_baseline_scoring_zero_is_a_warning_and_proposals_still_come(
     assert "warning: no rollout reached few_shot_score_threshold" in " ".join(shown.get().split())
 
 
+async def test_bootstrap_rollouts_that_all_fail_are_a_warning_naming_the_errors(
+    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, clinc150_data: Clinc150Data, task_queue: str
+) -> None:
+    app = create_app(clinc150_data, api_key=TASK_APP_KEY, fail_seeds=set(range(24)))  # the bootstrap seeds
+    with BackgroundServer(app) as server:
+        overrides = [*SMALL, "mipro.num_iterations=1", "mipro.rollout_retries=0"]
+        result, events = await run_job(
+            temporal_env.client, clinc150_config(server.url, simllm.url, overrides), task_queue
+        )
+    assert result.status == "succeeded" and result.errors_by_kind == {"http_5xx": 24}
+    [warning] = result.warnings
+    assert "every bootstrap rollout failed (http_5xx: 24)" in warning, warning
+    assert [e.level for e in events if e.type == "mipro.bootstrap.warning"] == ["warning"]
+
+
 async def test_seeds_outside_the_advertised_range_are_refused_before_any_rollout(
     temporal_env: WorkflowEnvironment, simllm: BackgroundServer, clinc150_data: Clinc150Data, task_queue: str
 ) -> None:
