@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mipro.proposer.query import dspy_fields, query_part
-from mipro.simllm.labels import (
-    TEXT_FINDERS,
-    labels_in_response_format,
-    labels_in_tools,
-)
+from mipro.simllm.labels import TEXT_FINDERS, labels_in_response_format, labels_in_tools
 from mipro.simllm.text import hint_stems, label_stems
 
 _RULE_LABEL = re.compile(
@@ -169,19 +165,9 @@ def prompt_labels(
     return _unique(labels_in_tools(tools)) or _unique(labels_in_response_format(response_format))
 
 
-def find_labels(
-    messages: list[dict[str, Any]],
-    tools: list[Any] | None,
-    demos: tuple[Demo, ...],
-    query: str = "",
-    response_format: Any = None,
-) -> tuple[str, ...]:
-    """The allowed labels: as the prompt lists them, else the labels of the demos and of rule lines."""
-    listed = prompt_labels(messages, tools, query, response_format)
-    if listed:
-        return listed
-    texts = _label_texts(messages, query)
-    ruled = [m.group(1) for text in texts for m in _RULE_LABEL.finditer(text)]
+def labels_seen(messages: list[dict[str, Any]], demos: tuple[Demo, ...], query: str = "") -> tuple[str, ...]:
+    """When the prompt lists no labels: the labels its demos answered and its rule lines name."""
+    ruled = [m.group(1) for text in _label_texts(messages, query) for m in _RULE_LABEL.finditer(text)]
     return _unique([d.label for d in demos] + ruled)
 
 
@@ -226,6 +212,6 @@ def read_prompt(
     query = extract_query(message_text(messages[final])) if final is not None else ""
     listed = prompt_labels(messages, tools, query, response_format)
     demos = find_demos(messages, listed)
-    labels = listed or find_labels(messages, tools, demos, query)
+    labels = listed or labels_seen(messages, demos, query)
     hints = find_hints(_instruction_texts(messages, query), labels)
     return PromptView(labels, query, demos, hints, prompt_chars(messages, tools))
