@@ -55,6 +55,15 @@ def looks_like_label(item: str) -> bool:
     )
 
 
+def _json_strings(text: str) -> list[str]:
+    """The strings of a JSON array literal ([] when it does not parse, e.g. a bad escape)."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return []
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
+
+
 def _valid(items: list[str]) -> list[str]:
     cleaned = [clean_item(x) for x in items]
     cleaned = [x for x in cleaned if x]
@@ -66,7 +75,7 @@ def split_inline(text: str) -> list[str]:
     text = text.strip().rstrip(".")
     array = _JSON_ARRAY.search(text)
     if array is not None and array.start() < 3:
-        return _valid(json.loads(array.group(0)))
+        return _valid(_json_strings(array.group(0)))
     for sep in ("|", ";", ","):
         if sep in text:
             parts = [p.strip() for p in text.split(sep)]
@@ -136,7 +145,7 @@ def labels_in_lines(text: str) -> list[str]:
 
 def labels_in_json_array(text: str) -> list[str]:
     for match in _JSON_ARRAY.finditer(text):
-        found = _valid(json.loads(match.group(0)))
+        found = _valid(_json_strings(match.group(0)))
         if found:
             return found
     return []

@@ -83,7 +83,7 @@ def output_label(output: str) -> str:
     first = output.split("; ")[0].strip()
     try:
         args = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return raw_answer({"role": "assistant", "content": first}) or ""
     if isinstance(args, dict):
         return next((v.strip() for v in args.values() if isinstance(v, str) and v.strip()), "")

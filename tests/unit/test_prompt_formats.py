@@ -15,10 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mipro.proposer import ProposalContext, build_proposal_messages, parse_instruction, query_part
 from mipro.serving import BackgroundServer
 from mipro.simllm import SimLLMSettings, create_app
+from mipro.simllm.app import completion
 from mipro.simllm.prompt import read_prompt
 from mipro.types import ChatMessage, FewShotExample
 from tests.unit.prompt_formats import FORMATS, LABELS, SYSTEM, PromptFormat
@@ -171,3 +174,56 @@ def test_without_demos_the_proposer_grounds_in_the_task_and_the_failed_answers(l
     baseline = ask(llm, {"messages": [{"role": "system", "content": SYSTEM}, query]})
     fixed = ask(llm, {"messages": [{"role": "system", "content": proposals[0]}, query]})
     assert (baseline["content"], fixed["content"]) == ("shipping", "Intent: shipping")
+
+
+FRAGMENTS = [
+    "one of:",
+    "one of",
+    " | ",
+    ", ",
+    " or ",
+    "Labels:",
+    "Intents:\n",
+    "\n1. ",
+    "\n- ",
+    "Request: ",
+    "Query: ",
+    "Intent: <label>",
+    "Label: ...",
+    '{"label": "<x>"}',
+    '["a", "b"]',
+    '["a\\q", "b"]',
+    "[",
+    "{",
+    "}",
+    "\n\n",
+    "JSON",
+    "Category:",
+    "[[ ## text ## ]]\n",
+    "Literal['a', 'b']",
+    "billing",
+    "shipping",
+    "\\",
+    "`",
+    "'",
+    '"',
+]
+texts = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=12), max_size=25).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(system=texts, user=texts, answer=texts, demo=texts)
+def test_any_prompt_text_gets_an_answer_never_an_error(
+    system: str, user: str, answer: str, demo: str
+) -> None:
+    """Whatever the shapes mix, the simulated LLM reads the prompt and answers in some format."""
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": demo},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": user},
+    ]
+    reply = completion({"messages": messages}, SimLLMSettings())
+    message = reply["choices"][0]["message"]
+    assert message["role"] == "assistant" and isinstance(message["content"], str) and message["content"]
+    assert isinstance(query_part(user), str)
