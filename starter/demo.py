@@ -14,6 +14,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from mipro.api.app import PREFIX
+from mipro.api.app import create_app as create_api
+from mipro.api.auth import new_key
+from mipro.api.settings import ApiSettings
 from mipro.config import load_config_file
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
@@ -23,7 +27,7 @@ from mipro.taskapps.banking77.data import load_banking77
 from mipro.taskapps.clinc150.app import create_app as create_clinc150
 from mipro.taskapps.clinc150.data import load_clinc150
 from starter import jobs, render
-from starter.stack import banking77_data_dir, dev_server
+from starter.stack import STATE_DIR, banking77_data_dir, dev_server
 from worker import WorkerOptions, connect, running_worker
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -43,6 +47,15 @@ def demo_task_app(app: str, key: str) -> FastAPI:
     return create_banking77(data, api_key=key)
 
 
+def demo_api(temporal_address: str) -> tuple[BackgroundServer, str]:
+    """The REST API beside the demo's job, with a fresh key for the org the job runs in."""
+    key = new_key()
+    settings = ApiSettings(
+        temporal_address=temporal_address, data_dir=STATE_DIR / "api", api_keys=f"default:{key}"
+    )
+    return BackgroundServer(create_api(settings)).start(), key
+
+
 async def run_demo(
     config_path: Path | None = None, overrides: list[str] | None = None, app_name: str = "banking77"
 ) -> int:
@@ -56,6 +69,7 @@ async def run_demo(
         render.console.print(
             f"Temporal {address} (UI http://localhost:8233), simulated LLM {llm.url}, task app {app.url}"
         )
+        api, api_key = demo_api(address)
         config = load_config_file(
             config_path,
             [
@@ -69,9 +83,13 @@ async def run_demo(
         async with running_worker(client, WorkerOptions()):
             handle = await jobs.start_job(client, config)
             render.console.print(f"job {handle.id} started: {jobs.ui_link(handle.id)}")
+            render.console.print(
+                f"REST API: {api.url}{PREFIX}/jobs/{handle.id} (Authorization: Bearer {api_key})"
+            )
             started = time.monotonic()
             await render.watch(client, handle.id)
             result = await jobs.result(client, handle.id)
+            api.stop()
         render.print_result(result, jobs.ui_link(handle.id))
         render.console.print(f"demo wall time: {time.monotonic() - started:.1f}s")
     lifted = result.lift is not None and result.lift > 0
