@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from temporalio.service import RPCError
 
 from mipro.api import examples
 from mipro.errors import MIPROConfigurationError
@@ -146,6 +147,11 @@ def install_error_handlers(app: FastAPI, authorized: Callable[[Request], bool] =
             for err in exc.errors()
         ]
         return _body(422, "invalid_request", "invalid request", details)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_error(_: Request, exc: RPCError) -> JSONResponse:
+        log.warning("api_temporal_error", status=exc.status.name, error=exc.message)
+        return _body(503, "unavailable", f"Temporal did not answer ({exc.status.name}): {exc.message}")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

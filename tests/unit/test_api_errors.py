@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from mipro.api.app import PREFIX, create_app
 from mipro.api.settings import ApiSettings
@@ -78,3 +79,19 @@ def test_a_bad_key_hears_401_before_any_validation_error(client: TestClient) -> 
     for headers in ({}, {"Authorization": "Bearer sk_wrong"}, {"Authorization": f"Basic {KEY}"}):
         response = client.get(f"{PREFIX}/jobs", params={"limit": 0, "since": "x"}, headers=headers)
         assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+class _TemporalDown:
+    """A JobService stand-in whose Temporal calls fail as the SDK fails when the frontend is unreachable."""
+
+    async def list(self, *_: Any) -> None:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+def test_temporal_unreachable_is_a_503_in_the_error_shape() -> None:
+    app = create_app(ApiSettings(api_keys=f"acme:{KEY}"))
+    app.state.service = _TemporalDown()
+    response = TestClient(app, raise_server_exceptions=False).get(f"{PREFIX}/jobs", headers=AUTH)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "unavailable" and "UNAVAILABLE" in error["message"]
