@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str | None = None, default: str = "INFO") -> None:
+    """Configure logging at `level`, else at $MIPRO_LOG_LEVEL, else at `default`."""
+    level = (level or os.environ.get("MIPRO_LOG_LEVEL") or default).upper()
     json_output = not sys.stderr.isatty()
     shared = [
         structlog.contextvars.merge_contextvars,

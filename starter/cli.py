@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         args.rest = argv[argv.index("worker") + 1 :]  # worker.py parses its own options (and --help)
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    configure_logging(os.environ.get("MIPRO_LOG_LEVEL", "WARNING"))
+    configure_logging(default="WARNING")  # `mipro worker` configures again: $MIPRO_LOG_LEVEL, else INFO
     try:
         if args.command == "server":
             code = _cmd_server(args)

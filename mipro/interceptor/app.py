@@ -115,7 +115,10 @@ def create_app(registry: Registry) -> FastAPI:
         yield
         await app.state.http.aclose()
 
-    app = FastAPI(title="MIPRO interceptor", lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: an LLM proxy serves registered versions and health, nothing else.
+    app = FastAPI(
+        title="MIPRO interceptor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.registry = registry
 
     @app.get("/health")

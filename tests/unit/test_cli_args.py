@@ -46,3 +46,18 @@ def test_demo_app_option_picks_the_task_app_and_its_config(monkeypatch: pytest.M
     with pytest.raises(SystemExit) as refused:
         main(["demo", "--app", "imdb"])
     assert refused.value.code == 2
+
+
+def test_mipro_log_level_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mipro worker` configures logging twice (the CLI, then worker.main): $MIPRO_LOG_LEVEL must win both."""
+    import logging
+
+    from mipro.logging_setup import configure_logging
+
+    monkeypatch.setenv("MIPRO_LOG_LEVEL", "debug")
+    configure_logging(default="WARNING")  # what the CLI does
+    configure_logging()  # what worker.main does
+    assert logging.getLogger().level == logging.DEBUG
+    monkeypatch.delenv("MIPRO_LOG_LEVEL")
+    configure_logging()
+    assert logging.getLogger().level == logging.INFO

@@ -175,6 +175,13 @@ def test_unknown_version_and_bad_key_are_refused(upstream, interceptor) -> None:
     assert len(fake.requests) == before, "nothing refused may reach the upstream"
 
 
+def test_serves_nothing_but_registered_versions_and_health(interceptor) -> None:
+    _, server = interceptor
+    assert httpx.get(f"{server.url}/health").status_code == 200
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/v1/models"):
+        assert httpx.get(server.url + path).status_code in (404, 405), path
+
+
 def test_oversized_body_is_refused(upstream, interceptor) -> None:
     _, up_server = upstream
     registry, server = interceptor
