@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import EvaluateInput, EvaluateOutput, HealthCheckInput, TaskAppInfo
+from mipro.errors import FailureType
 from mipro.interceptor.registry import CallRecord, Upstream
 from mipro.retry_after import retry_after_seconds
 from mipro.rollout_protocol import (
@@ -71,7 +72,7 @@ def check_seed_ranges(inp: HealthCheckInput, task_info: dict[str, Any] | None) -
         f"seeds outside the task app's advertised seed range{'s' if len(ranges) > 1 else ''} {advertised} "
         f"(split {inp.split or 'default'}): {shown}. Use seeds within the range, or another split",
         {"outside": outside, "ranges": ranges},
-        type="TaskAppHealthCheckFailed",
+        type=FailureType.HEALTH_CHECK,
         non_retryable=True,
     )
 
@@ -95,13 +96,13 @@ class TaskAppActivities:
         except httpx.HTTPError as exc:
             raise ApplicationError(
                 f"task app at {url} is unreachable: {type(exc).__name__}: {exc}",
-                type="TaskAppHealthCheckFailed",
+                type=FailureType.HEALTH_CHECK,
                 non_retryable=True,
             ) from None
         if health.status_code != 200:
             raise ApplicationError(
                 f"task app at {url} answered /health with {health.status_code}: {health.text[:200]}",
-                type="TaskAppHealthCheckFailed",
+                type=FailureType.HEALTH_CHECK,
                 non_retryable=True,
             )
         task_info = await self._task_info(url, headers)
@@ -220,16 +221,16 @@ def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None
     if _is_auth_refusal(response):
         raise ApplicationError(
             f"task app refused our key ({response.status_code}): {response.text[:200]}",
-            type="TaskAppAuthError",
+            type=FailureType.AUTH,
             non_retryable=True,
         )
-    llm_errors = [c.error for c in calls if c.error]
-    if any(e.startswith("budget_exhausted") for e in llm_errors):
+    failed = [c for c in calls if c.error_kind]
+    if any(c.error_kind == "budget" for c in failed):
         raise RolloutFailure("budget", "refused by the budget guard")
-    if transform := next((e for e in llm_errors if e.startswith("transform_failed")), None):
-        raise RolloutFailure("transform", transform)
-    if llm_errors:
-        raise RolloutFailure("llm_error", llm_errors[-1] or "")
+    if transform := next((c for c in failed if c.error_kind == "transform"), None):
+        raise RolloutFailure("transform", transform.error or "")
+    if failed:
+        raise RolloutFailure("llm_error", failed[-1].error or "")
     kind: ErrorKind = "http_5xx" if response.status_code >= 500 else "http_4xx"
     if response.status_code == 429:
         kind = "rate_limited"

@@ -1,6 +1,9 @@
-"""The distinct, documented failures of a job; each maps to a Temporal ApplicationError type."""
+"""The distinct, documented failures of a job: a bad config (refused before anything starts), and the
+failure types of a job's Temporal ApplicationError."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class MIPROConfigurationError(ValueError):
@@ -12,13 +15,13 @@ class MIPROConfigurationError(ValueError):
         super().__init__("invalid config:\n  " + "\n  ".join(lines))
 
 
-class TaskAppHealthCheckFailed(RuntimeError):
-    """The task app did not answer GET /health with 200; the job fails fast."""
+class FailureType(StrEnum):
+    """Why a job (its workflow) or an activity failed: the `type` of the Temporal ApplicationError.
 
+    Used when raising and in retry policies' `non_retryable_error_types`, so the two cannot drift.
+    """
 
-class BudgetExceededError(RuntimeError):
-    """A budget would be exceeded; work that would overspend is not started."""
-
-
-class TaskAppAuthError(RuntimeError):
-    """The task app refused our key: retrying cannot fix it."""
+    HEALTH_CHECK = "TaskAppHealthCheckFailed"  # the task app is unreachable, unhealthy, or refuses the seeds
+    AUTH = "TaskAppAuthError"  # the task app refused our key: retrying cannot fix it
+    BUDGET = "BudgetExceededError"  # the budget does not even cover the bootstrap
+    TRANSFORM = "TransformApplicationError"  # the baseline instruction is not in the task app's LLM calls

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mipro.compile import render_ready_messages
     from mipro.demos import build_demo_sets
+    from mipro.errors import FailureType
     from mipro.job_models import (
         BestPrompt,
         CandidateSummary,
@@ -67,7 +68,7 @@ MAX_FAILED_EXAMPLES = 5  # low-scoring baseline rollouts kept for the proposer w
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=6,
-    non_retryable_error_types=["TaskAppAuthError", "TaskAppHealthCheckFailed"],
+    non_retryable_error_types=[FailureType.AUTH, FailureType.HEALTH_CHECK],
 )
 
 
@@ -147,13 +148,13 @@ class MiproWorkflow:
                 result_type=TaskAppInfo,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(
-                    maximum_attempts=3, non_retryable_error_types=["TaskAppHealthCheckFailed"]
+                    maximum_attempts=3, non_retryable_error_types=[FailureType.HEALTH_CHECK]
                 ),
                 summary=f"health check of {self.cfg.task_app_url}",
             )
         except ActivityError as err:
             message = str(err.cause) if err.cause else str(err)
-            raise ApplicationError(message, type="TaskAppHealthCheckFailed", non_retryable=True) from None
+            raise ApplicationError(message, type=FailureType.HEALTH_CHECK, non_retryable=True) from None
         self.s.task_description = self.m.task_description or _describe(
             info, self.stages[0].baseline_instruction
         )
@@ -265,7 +266,7 @@ class MiproWorkflow:
         if boot.skipped_for_budget or (boot.outcomes and all(o.error == "budget" for o in boot.outcomes)):
             raise ApplicationError(
                 "the budget does not cover the bootstrap: raise the budget or use fewer bootstrap seeds",
-                type="BudgetExceededError",
+                type=FailureType.BUDGET,
                 non_retryable=True,
             )
         if boot.outcomes and all(o.error == "transform" for o in boot.outcomes):
@@ -273,7 +274,7 @@ class MiproWorkflow:
                 "the baseline instruction was not found in the task app's LLM calls "
                 f"({boot.outcomes[0].error_detail}). Copy the system message the task app sends into "
                 "initial_prompt (or set mipro.stages)",
-                type="TransformApplicationError",
+                type=FailureType.TRANSFORM,
                 non_retryable=True,
             )
 

@@ -22,7 +22,7 @@ from mipro.budget import price_usd
 from mipro.compile import TransformApplicationError, compile_messages, locate_stage
 from mipro.interceptor.registry import CallRecord, Registration, Registry
 from mipro.interceptor.upstream import UpstreamError, forward_chat
-from mipro.types import ChatMessage, Usage
+from mipro.types import ChatMessage, ErrorKind, Usage
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 log = structlog.get_logger("interceptor")
@@ -74,16 +74,22 @@ def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
 
 
 def _failed_call(
-    stage_id: str, incoming: list[ChatMessage], sent: list[ChatMessage], error: str, latency_ms: float = 0.0
+    kind: ErrorKind,
+    error: str,
+    stage_id: str = "",
+    incoming: list[ChatMessage] | None = None,
+    sent: list[ChatMessage] | None = None,
+    latency_ms: float = 0.0,
 ) -> CallRecord:
     return CallRecord(
         stage_id=stage_id,
-        request_messages=incoming,
-        sent_messages=sent,
+        request_messages=incoming or [],
+        sent_messages=sent or [],
         answer=None,
         usage=Usage(),
         latency_ms=latency_ms,
         error=error,
+        error_kind=kind,
     )
 
 
@@ -169,13 +175,13 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         stage_id, messages = _substitute(reg, incoming)
     except (TransformApplicationError, ValueError) as exc:
         log.warning("transform_failed", version=version_id, cid=cid, error=str(exc))
-        registry.record(version_id, cid, _failed_call("", [], [], f"transform_failed: {exc}"))
+        registry.record(version_id, cid, _failed_call("transform", f"transform_failed: {exc}"))
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
     estimate = _upper_estimate(reg, out)
     if await _reserve(app, registry, version_id, estimate) != "ok":
         message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
-        registry.record(version_id, cid, _failed_call(stage_id, incoming, messages, message))
+        registry.record(version_id, cid, _failed_call("budget", message, stage_id, incoming, messages))
         return _error(402, "budget_exhausted", message)
     started = time.perf_counter()
     try:
@@ -183,7 +189,8 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
     except UpstreamError as exc:
         await _settle(app, registry, version_id, estimate, Usage())
         latency = (time.perf_counter() - started) * 1000
-        registry.record(version_id, cid, _failed_call(stage_id, incoming, messages, str(exc), latency))
+        failed = _failed_call("llm_error", str(exc), stage_id, incoming, messages, latency)
+        registry.record(version_id, cid, failed)
         log.warning("upstream_failed", version=version_id, cid=cid, error=str(exc))
         return _error(502, "upstream_failed", str(exc))
     latency = (time.perf_counter() - started) * 1000

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from mipro.config import Price
-from mipro.types import ChatMessage, CompiledCandidate, StageSpec, Usage
+from mipro.types import ChatMessage, CompiledCandidate, ErrorKind, StageSpec, Usage
 
 
 class Upstream(BaseModel):
@@ -38,6 +38,7 @@ class CallRecord(BaseModel):
     usage: Usage
     latency_ms: float
     error: str | None = None
+    error_kind: ErrorKind | None = None  # llm_error (upstream failed), transform, budget
 
 
 @dataclass
