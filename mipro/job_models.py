@@ -129,6 +129,7 @@ class Progress(BaseModel):
     started_at: datetime | None = None  # None until the job starts (auto_start = false)
     paused: bool = False
     evaluations_in_flight: int = 0  # evaluation activities running (trials, baselines, validations)
+    proposals_in_flight: int = 0  # meta-model proposal activities running
     stop_reason: str | None = None
 
 

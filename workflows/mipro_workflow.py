@@ -58,7 +58,15 @@ with workflow.unsafe.imports_passed_through():
     from mipro.minibatches import minibatch_blocks
     from mipro.proposer.examples import answer_text
     from mipro.results import candidate_summaries, instruction_scores, lift_stats, mean
-    from mipro.types import CandidateChoice, ChatMessage, CompiledCandidate, SeedOutcome, StagePrompt, Usage
+    from mipro.types import (
+        CandidateChoice,
+        ChatMessage,
+        CompiledCandidate,
+        SeedOutcome,
+        StagePrompt,
+        StageSpec,
+        Usage,
+    )
 
 FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
 REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
@@ -84,6 +92,7 @@ class MiproWorkflow:
         self.stages = inp.config.stages()
         self.run_start_trials = len(self.s.trials)
         self.evaluations_in_flight = 0
+        self.proposals_in_flight = 0
         self.reserved = Usage()  # budget allowances of the evaluations in flight
 
     # ---- run -------------------------------------------------------------------------------------
@@ -294,7 +303,31 @@ class MiproWorkflow:
         stage = self.stages[i]
         history = instruction_scores(self.s, i) if with_history else []
         round_index = len(self.s.regenerated)
-        out: ProposeOutput = await workflow.execute_activity(
+        await self._gate()
+        self.proposals_in_flight += 1
+        try:
+            out = await self._propose_activity(i, stage, wanted, history, round_index)
+        finally:
+            self.proposals_in_flight -= 1
+        self.s.spend.add("proposal", out.usage)
+        first_new = len(self.s.instructions[i]) if with_history else 0
+        self.s.instructions[i].extend(out.instructions)
+        for j in range(first_new, len(self.s.instructions[i])):
+            self._emit(
+                "mipro.instruction.proposed",
+                f"instruction {j} for {stage.stage_id}",
+                {
+                    "iteration": self.s.iteration,
+                    "stage_id": stage.stage_id,
+                    "instruction_id": j,
+                    "instruction_text": self.s.instructions[i][j],
+                },
+            )
+
+    async def _propose_activity(
+        self, i: int, stage: StageSpec, wanted: int, history: list[tuple[str, float]], round_index: int
+    ) -> ProposeOutput:
+        return await workflow.execute_activity(
             "propose_instructions",
             ProposeInput(
                 job_id=self.inp.job_id,
@@ -322,25 +355,11 @@ class MiproWorkflow:
             retry_policy=RETRY,
             summary=f"propose {wanted} instructions for stage {stage.stage_id}",
         )
-        self.s.spend.add("proposal", out.usage)
-        first_new = len(self.s.instructions[i]) if with_history else 0
-        self.s.instructions[i].extend(out.instructions)
-        for j in range(first_new, len(self.s.instructions[i])):
-            self._emit(
-                "mipro.instruction.proposed",
-                f"instruction {j} for {stage.stage_id}",
-                {
-                    "iteration": self.s.iteration,
-                    "stage_id": stage.stage_id,
-                    "instruction_id": j,
-                    "instruction_text": self.s.instructions[i][j],
-                },
-            )
 
     async def _search(self) -> None:
         blocks = minibatch_blocks(self.m.online_pool, self.m.batch_size, self.m.seed)
         while self.s.iteration < self.m.num_iterations and self.s.stop_reason is None:
-            await self._unpaused()
+            await self._gate()
             if self._check_termination():
                 break
             if (
@@ -357,15 +376,14 @@ class MiproWorkflow:
             await self._run_trials(choices, seeds)
             self.s.iteration += 1
             if self.s.iteration % self.m.validate_every_iterations == 0:
-                await self._unpaused()
                 await self._promote()
             self._update_details()
             self._upsert_search_attributes()
             await self._maybe_continue_as_new()
-        await self._unpaused()
         await self._promote()
 
     async def _finish(self, status: str) -> OptimizationResult:
+        await self._gate()  # a pause that arrived during the last promotion holds the final evaluation
         self._set_phase("final_eval")
         best_choice = self._choice_of(self.s.best_key or self._baseline_choice().key)
         base_choice = self._baseline_choice()
@@ -475,12 +493,12 @@ class MiproWorkflow:
         return [CandidateChoice(instruction=p[0::2], demo_set=p[1::2]) for p in out.configs]
 
     async def _run_trials(self, choices: list[CandidateChoice], seeds: list[int]) -> None:
-        gate = asyncio.Semaphore(self.m.max_parallel_trials)
+        slots = asyncio.Semaphore(self.m.max_parallel_trials)
         first_trial = len(self.s.trials)
 
         async def trial(index: int, choice: CandidateChoice) -> EvaluateOutput | None:
-            async with gate:
-                await self._unpaused()
+            async with slots:
+                await self._gate()
                 if self.s.stop_reason is not None or self._check_termination(planned=index):
                     return None
                 self._emit(
@@ -616,6 +634,7 @@ class MiproWorkflow:
         `sharing` is how many evaluations run side by side; they split `max_concurrent` rollouts, so a lone
         evaluation (a promotion, a baseline block) uses all of it.
         """
+        await self._gate()
         seeds, allowance = self._fit_budget(candidate, seeds, final)
         if not seeds:
             return EvaluateOutput(outcomes=[], skipped_for_budget=True)
@@ -671,14 +690,7 @@ class MiproWorkflow:
         if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
             n = 0
         if n == 0:
-            if self.s.stop_reason is None:
-                self.s.stop_reason = budget_name(term, self.s.spend)
-                self._emit(
-                    "mipro.termination",
-                    f"stopping: {self.s.stop_reason}",
-                    {"reason": self.s.stop_reason},
-                    level="warning",
-                )
+            self._stop(budget_name(term, self.s.spend))
             return [], None
         share = 2 * SAFETY * n + 8  # + room for the interceptor's per-call upper-bound reservations
         allow_usd = usd if usd is None or estimate is None else min(usd, estimate.cost_usd * share)
@@ -720,14 +732,8 @@ class MiproWorkflow:
         for o in outcomes:
             self.s.spend.add("rollout", o.usage)
             self.s.counters.record(o.ok, o.error)
-        if any(o.error == "budget" for o in outcomes) and self.s.stop_reason is None:
-            self.s.stop_reason = budget_name(self.cfg.termination, self.s.spend)
-            self._emit(
-                "mipro.termination",
-                f"stopping: {self.s.stop_reason}",
-                {"reason": self.s.stop_reason},
-                level="warning",
-            )
+        if any(o.error == "budget" for o in outcomes):
+            self._stop(budget_name(self.cfg.termination, self.s.spend))
 
     def _cache(self, content_hash: str, outcomes: list[SeedOutcome]) -> None:
         cache = self.s.online_cache.setdefault(content_hash, {})
@@ -737,17 +743,19 @@ class MiproWorkflow:
 
     def _check_termination(self, planned: int = 0) -> bool:
         if self.s.stop_reason is None:
-            self.s.stop_reason = termination_reason(
+            reason = termination_reason(
                 self.cfg.termination, self.s.spend, self.s.counters, self._elapsed(), planned_trials=planned
             )
-            if self.s.stop_reason:
-                self._emit(
-                    "mipro.termination",
-                    f"stopping: {self.s.stop_reason}",
-                    {"reason": self.s.stop_reason},
-                    level="warning",
-                )
+            if reason:
+                self._stop(reason)
         return self.s.stop_reason is not None
+
+    def _stop(self, reason: str) -> None:
+        """Record why the job stops (the first reason wins) and say so once."""
+        if self.s.stop_reason is not None:
+            return
+        self.s.stop_reason = reason
+        self._emit("mipro.termination", f"stopping: {reason}", {"reason": reason}, level="warning")
 
     # ---- candidates ------------------------------------------------------------------------------
     def _baseline_choice(self) -> CandidateChoice:
@@ -804,8 +812,9 @@ class MiproWorkflow:
         self.s.runs += 1
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
 
-    async def _unpaused(self) -> None:
-        """Block while paused: nothing that spends (trials, baselines, promotions) starts during a pause."""
+    async def _gate(self) -> None:
+        """The pause gate in front of everything that spends: every evaluation (`_evaluate`: bootstrap,
+        baselines, trials, promotions, the final test) and every proposal waits here while paused."""
         if self.s.paused:
             await workflow.wait_condition(lambda: not self.s.paused)
 
@@ -891,6 +900,7 @@ class MiproWorkflow:
             started_at=self.s.started_at,
             paused=self.s.paused,
             evaluations_in_flight=self.evaluations_in_flight,
+            proposals_in_flight=self.proposals_in_flight,
             stop_reason=self.s.stop_reason,
         )
 
