@@ -82,6 +82,8 @@ class EventHub:
 
     async def _run(self, feed: _Feed) -> None:
         try:
+            if await self._read_ended(feed):
+                return
             while feed.subscribers > 0 and not await self._poll_once(feed):
                 pass
         except Exception as exc:  # never leave clients waiting on a dead feed
@@ -89,6 +91,23 @@ class EventHub:
         finally:
             self._feeds.pop(feed.job_id, None)
             feed.publish([], ended=True)
+
+    async def _read_ended(self, feed: _Feed) -> bool:
+        """A job that had already ended: read its events once and end the feed (True). Each `events` query
+        on an ended job replays its whole history on a worker; the poll loop would make three."""
+        try:
+            if not await self._is_closed(feed.job_id):
+                return False
+            while True:
+                new = await self._fetch(feed.job_id, feed.last_seq, BATCH)
+                feed.publish(new, ended=len(new) < BATCH)
+                if len(new) < BATCH:
+                    return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return True
+            log.info("events_poll_failed", job_id=feed.job_id, error=exc.message)
+            return False  # the poll loop carries on from what was read
 
     async def _poll_once(self, feed: _Feed) -> bool:
         """Fetch what is new; True when the job has closed and everything was read."""
