@@ -42,7 +42,7 @@ class ProposalActivities:
         rng = random.Random(inp.seed)
         tips = sorted(TIPS)
         progress = {"accepted": 0, "calls": 0}
-        beat = asyncio.create_task(heartbeat_forever(progress))
+        beat = asyncio.create_task(heartbeat_forever(lambda: dict(progress)))
         try:
             return await self._propose(inp, upstream, rng, tips, progress)
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,9 @@ class WorkerResources:
         return self.environ.get(env_name) if env_name else None
 
 
-async def heartbeat_forever(details: dict[str, Any]) -> None:
-    """Heartbeat every second, so cancellation arrives within seconds (the worker sends them on to the
-    server at most every `HEARTBEAT_THROTTLE`)."""
+async def heartbeat_forever(details: Callable[[], Any]) -> None:
+    """Heartbeat `details()` every second, so cancellation arrives within seconds (the worker sends them
+    on to the server at most every `HEARTBEAT_THROTTLE`)."""
     while True:
-        activity.heartbeat(dict(details))
+        activity.heartbeat(details())
         await asyncio.sleep(1.0)

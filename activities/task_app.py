@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -20,7 +21,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.resources import WorkerResources, heartbeat_forever
-from mipro.activity_models import EvaluateInput, EvaluateOutput, HealthCheckInput, TaskAppInfo
+from mipro.activity_models import (
+    EvaluateInput,
+    EvaluateOutput,
+    EvaluationProgress,
+    HealthCheckInput,
+    TaskAppInfo,
+)
 from mipro.errors import FailureType
 from mipro.interceptor.registry import CallRecord, Upstream
 from mipro.retry_after import retry_after_seconds
@@ -77,6 +84,26 @@ def check_seed_ranges(inp: HealthCheckInput, task_info: dict[str, Any] | None) -
     )
 
 
+def resume_point(inp: EvaluateInput, heartbeat_details: Sequence[Any]) -> EvaluationProgress:
+    """Where this attempt starts: from scratch, or after what the last attempt's heartbeat recorded."""
+    if not heartbeat_details:
+        return EvaluationProgress(label=inp.label, total=len(inp.seeds))
+    last = EvaluationProgress.model_validate(heartbeat_details[-1])
+    log.info("evaluation_resumed", job_id=inp.job_id, trial=inp.label, done=len(last.finished))
+    return last.next_attempt()
+
+
+def remaining_allowance(inp: EvaluateInput, spent: Usage) -> Usage | None | Literal["exhausted"]:
+    """This attempt's hard allowance: the evaluation's, less what earlier attempts spent."""
+    if not inp.max_cost_usd and not inp.max_tokens:  # None or 0: no cap (as the interceptor reads it)
+        return None
+    cost = inp.max_cost_usd - spent.cost_usd if inp.max_cost_usd else None
+    tokens = inp.max_tokens - spent.total_tokens if inp.max_tokens else None
+    if (cost is not None and cost <= 0) or (tokens is not None and tokens <= 0):
+        return "exhausted"  # an allowance of 0 would mean "no cap" to the interceptor
+    return Usage(cost_usd=cost or 0.0, prompt_tokens=tokens or 0)
+
+
 def _is_auth_refusal(response: httpx.Response) -> bool:
     if response.status_code in (401, 403):
         return True
@@ -118,6 +145,23 @@ class TaskAppActivities:
 
     @activity.defn(name="evaluate_candidate")
     async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
+        """Run the candidate on the seeds. A retried attempt resumes from the last heartbeat: finished seeds
+        are not run again, and the allowance is what earlier attempts left of it."""
+        state = resume_point(inp, activity.info().heartbeat_details)
+        finished = {o.seed for o in state.finished}
+        todo = [seed for seed in inp.seeds if seed not in finished]
+        allowance = remaining_allowance(inp, state.spent())
+        if allowance == "exhausted":
+            detail = "the allowance was spent by earlier attempts"
+            new = [SeedOutcome(seed=s, error="budget", error_detail=detail) for s in todo]
+        else:
+            new = await self._run_seeds(inp, todo, allowance, state)
+        by_seed = {o.seed: o for o in [*state.finished, *new]}
+        return EvaluateOutput(outcomes=[by_seed[s] for s in inp.seeds], lost_usage=state.lost)
+
+    async def _run_seeds(
+        self, inp: EvaluateInput, seeds: list[int], allowance: Usage | None, state: EvaluationProgress
+    ) -> list[SeedOutcome]:
         target = inp.target
         upstream = Upstream(
             base_url=target.policy.inference_url,
@@ -127,29 +171,31 @@ class TaskAppActivities:
             timeout_seconds=target.rollout_timeout_seconds,
         )
         task_key = self.res.secret(target.task_app_api_key_env)
-        allowance = None
-        if inp.max_cost_usd is not None or inp.max_tokens is not None:
-            allowance = Usage(cost_usd=inp.max_cost_usd or 0.0, prompt_tokens=inp.max_tokens or 0)
         version = self.res.registry.register(
             inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
         )
-        progress: dict[str, Any] = {"label": inp.label, "done": 0, "total": len(inp.seeds)}
+
+        def progress() -> dict[str, Any]:
+            state.attempt_committed = self.res.registry.committed(version)
+            state.done = len(state.finished)
+            return state.model_dump(mode="json")
+
         beat = asyncio.create_task(heartbeat_forever(progress))
         semaphore = asyncio.Semaphore(inp.concurrency)
 
         async def one(seed: int) -> SeedOutcome:
             async with semaphore, self.res.rollout_slots:
                 outcome = await self._rollout_with_retries(inp, version, seed, task_key)
-            progress["done"] += 1
+            state.finished.append(outcome)
+            state.attempt_finished = state.attempt_finished.plus(outcome.usage)
             return outcome
 
         try:
             with structlog.contextvars.bound_contextvars(job_id=inp.job_id, trial=inp.label):
-                outcomes = await asyncio.gather(*(one(s) for s in inp.seeds))
+                return list(await asyncio.gather(*(one(s) for s in seeds)))
         finally:
             beat.cancel()
             self.res.registry.unregister(version)
-        return EvaluateOutput(outcomes=list(outcomes))
 
     async def _rollout_with_retries(
         self, inp: EvaluateInput, version: str, seed: int, task_key: str | None

@@ -79,6 +79,8 @@ class EvaluateInput(BaseModel):
 class EvaluateOutput(BaseModel):
     outcomes: list[SeedOutcome]  # in the order of `seeds`
     skipped_for_budget: bool = False
+    # Spent by crashed attempts on seeds they did not finish (their finished seeds are in `outcomes`).
+    lost_usage: Usage = Field(default_factory=Usage)
 
     @property
     def usage(self) -> Usage:
@@ -128,3 +130,30 @@ class SuggestInput(BaseModel):
 
 class SuggestOutput(BaseModel):
     configs: list[list[int]]
+
+
+class EvaluationProgress(BaseModel):
+    """An evaluation attempt's heartbeat: what is done and spent. A retried attempt resumes from it, so no
+    finished seed runs twice and the budget allowance counts what earlier attempts spent."""
+
+    label: str
+    total: int
+    done: int = 0
+    finished: list[SeedOutcome] = Field(default_factory=list)  # over all attempts
+    lost: Usage = Field(default_factory=Usage)  # earlier attempts' spend on seeds they did not finish
+    attempt_committed: Usage = Field(default_factory=Usage)  # this attempt: settled + reserved LLM usage
+    attempt_finished: Usage = Field(default_factory=Usage)  # this attempt: usage of the seeds it finished
+
+    def next_attempt(self) -> EvaluationProgress:
+        """Where the next attempt starts: what this one committed beyond its finished seeds is lost."""
+        unfinished = self.attempt_committed.minus(self.attempt_finished).at_least_zero()
+        return EvaluationProgress(
+            label=self.label, total=self.total, done=len(self.finished), finished=self.finished,
+            lost=self.lost.plus(unfinished),
+        )  # fmt: skip
+
+    def spent(self) -> Usage:
+        total = self.lost
+        for outcome in self.finished:
+            total = total.plus(outcome.usage)
+        return total

@@ -96,6 +96,14 @@ class Usage(BaseModel):
             cost_usd=self.cost_usd - other.cost_usd,
         )
 
+    def at_least_zero(self) -> Usage:
+        return Usage(
+            calls=max(0, self.calls),
+            prompt_tokens=max(0, self.prompt_tokens),
+            completion_tokens=max(0, self.completion_tokens),
+            cost_usd=max(0.0, self.cost_usd),
+        )
+
     def plus(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,

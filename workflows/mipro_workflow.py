@@ -646,7 +646,7 @@ class MiproWorkflow:
         self.evaluations_in_flight += 1
         self.reserved = self.reserved.plus(allowance or Usage())
         try:
-            return await workflow.execute_activity(
+            out: EvaluateOutput = await workflow.execute_activity(
                 "evaluate_candidate",
                 EvaluateInput(
                     job_id=self.inp.job_id,
@@ -666,6 +666,15 @@ class MiproWorkflow:
                 retry_policy=RETRY,
                 summary=f"{label}: {len(seeds)} seeds",
             )
+            if out.lost_usage.calls or out.lost_usage.cost_usd:
+                self.s.spend.add("rollout", out.lost_usage)
+                self._emit(
+                    "mipro.evaluation.resumed",
+                    f"{label}: a lost attempt's spend on unfinished seeds is counted",
+                    {"label": label, "lost_usd": out.lost_usage.cost_usd, "lost_calls": out.lost_usage.calls},
+                    level="warning",
+                )
+            return out
         finally:
             self.evaluations_in_flight -= 1
             self.reserved = self.reserved.minus(allowance or Usage())

@@ -100,6 +100,12 @@ class Registry:
                 reg.reserved = reg.reserved.minus(estimate)
                 reg.spent = reg.spent.plus(actual)
 
+    def committed(self, version_id: str) -> Usage:
+        """Settled plus reserved usage of a version: an upper bound of what its calls have spent."""
+        with self._lock:
+            reg = self._versions.get(version_id)
+            return Usage() if reg is None else reg.spent.plus(reg.reserved)
+
     def unregister(self, version_id: str) -> None:
         with self._lock:
             self._versions.pop(version_id, None)
