@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
 from mipro.config import JobConfig
-from mipro.job_models import MiproJobInput, OptimizationResult, Progress
+from mipro.job_models import Event, EventsQuery, MiproJobInput, OptimizationResult, Progress
 from workflows.mipro_workflow import MiproWorkflow
 
 UI_BASE = "http://localhost:8233"
@@ -158,7 +169,7 @@ async def result(client: Client, job_id: str) -> OptimizationResult:
 class JobRow(BaseModel):
     job_id: str
     temporal_status: str
-    status: str | None
+    status: str  # the job's true status (effective_status): never running for a closed workflow
     org: str | None
     best_score: float | None
     trials: int | None
@@ -166,11 +177,28 @@ class JobRow(BaseModel):
     started_at: datetime | None
 
 
+# Visibility queries per job status, as effective_status derives it: a closed workflow's Temporal status
+# decides, since a workflow that failed, was terminated or timed out cannot update its MiproStatus.
+STATUS_QUERIES = {
+    "created": "ExecutionStatus = 'Running' AND MiproStatus = 'created'",
+    "running": "ExecutionStatus = 'Running' AND MiproStatus = 'running'",
+    "paused": "ExecutionStatus = 'Running' AND MiproStatus = 'paused'",
+    "succeeded": "ExecutionStatus = 'Completed' AND MiproStatus = 'succeeded'",
+    "cancelled": (
+        "(ExecutionStatus = 'Canceled' OR (ExecutionStatus = 'Completed' AND MiproStatus = 'cancelled'))"
+    ),
+    "failed": "ExecutionStatus = 'Failed'",
+    "terminated": "ExecutionStatus = 'Terminated'",
+    "timed_out": "ExecutionStatus = 'TimedOut'",
+}
+
+
 async def list_jobs(client: Client, status: str | None = None, limit: int = 50) -> list[JobRow]:
-    """Jobs from Temporal visibility, newest first, optionally filtered by our status search attribute."""
-    query = "WorkflowType = 'MiproWorkflow'"
+    """Jobs from Temporal visibility, newest first (one row per job: runs that continued as new are left
+    out), optionally filtered by the job's status (STATUS_QUERIES)."""
+    query = "WorkflowType = 'MiproWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
     if status:
-        query += f" AND {sa.STATUS.name} = '{status}'"
+        query += f" AND {STATUS_QUERIES[status]}"
     rows: list[JobRow] = []
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
@@ -178,7 +206,7 @@ async def list_jobs(client: Client, status: str | None = None, limit: int = 50) 
             JobRow(
                 job_id=wf.id,
                 temporal_status=wf.status.name if wf.status else "UNKNOWN",
-                status=attrs.get(sa.STATUS),
+                status=status_of(wf),
                 org=attrs.get(sa.ORG),
                 best_score=attrs.get(sa.BEST_SCORE),
                 trials=attrs.get(sa.TRIALS),
@@ -187,6 +215,187 @@ async def list_jobs(client: Client, status: str | None = None, limit: int = 50) 
             )
         )
     return rows
+
+
+class JobNotFound(Exception):
+    """No MIPRO job has this id in the client's namespace."""
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        super().__init__(f"no job {job_id}" + (f" ({detail})" if detail else ""))
+        self.job_id = job_id
+
+
+class JobFailure(BaseModel):
+    """Why a job failed: its ApplicationError's type (e.g. TaskAppHealthCheckFailed) and message."""
+
+    type: str
+    message: str
+
+
+def failure_of(exc: WorkflowFailureError) -> JobFailure:
+    """The failure a failed workflow's result raised, as a type and a message (the type said once)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        kind = cause.type or "ApplicationError"
+        message = cause.message
+        while message.startswith(f"{kind}: "):  # activity errors re-raised by the workflow carry their type
+            message = message[len(kind) + 2 :]
+        return JobFailure(type=kind, message=message)
+    if cause is not None:
+        return JobFailure(type=type(cause).__name__, message=str(cause))
+    return JobFailure(type="WorkflowFailure", message=str(exc))
+
+
+async def failure(client: Client, job_id: str, rpc_timeout: timedelta | None = None) -> JobFailure | None:
+    """The failure of a closed job, or None when it did not fail (or Temporal did not answer)."""
+    try:
+        await handle(client, job_id).result(rpc_timeout=rpc_timeout)
+    except WorkflowFailureError as exc:
+        return failure_of(exc)
+    except RPCError:
+        return None
+    return None
+
+
+async def describe(client: Client, job_id: str) -> WorkflowExecutionDescription:
+    """The job's latest run; JobNotFound when there is no such job."""
+    try:
+        desc = await handle(client, job_id).describe()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise JobNotFound(job_id) from None
+        raise
+    if desc.workflow_type != "MiproWorkflow":
+        raise JobNotFound(job_id, f"workflow {job_id} is a {desc.workflow_type}")
+    return desc
+
+
+class PauseClock:
+    """Time spent paused, from the job's `mipro.job.paused` / `mipro.job.resumed` events.
+
+    Fed incrementally (`since` is the last event seen). A job keeps its newest 1,000 events, so pauses
+    older than those are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.since = 0
+        self.paused_total = 0.0
+        self.paused_at: datetime | None = None
+
+    def feed(self, events: list[Event]) -> None:
+        for event in events:
+            self.since = max(self.since, event.seq)
+            if event.type == "mipro.job.paused" and self.paused_at is None:
+                self.paused_at = event.created_at
+            elif event.type == "mipro.job.resumed" and self.paused_at is not None:
+                self.paused_total += (event.created_at - self.paused_at).total_seconds()
+                self.paused_at = None
+
+    def paused_seconds(self, now: datetime) -> float:
+        open_pause = (now - self.paused_at).total_seconds() if self.paused_at else 0.0
+        return self.paused_total + max(0.0, open_pause)
+
+
+class JobSnapshot(BaseModel):
+    """What a job really is now: Temporal's word on whether it ended, and the workflow's progress."""
+
+    job_id: str
+    status: str  # effective_status
+    temporal_status: str
+    closed: bool
+    progress: Progress | None  # None when no worker answered the query
+    error: JobFailure | None = None  # a failed job's error
+    elapsed_seconds: float = 0.0  # since the job started, by the clock (to its close when closed)
+    paused_seconds: float = 0.0
+    eta_seconds: float | None = None  # from the active (unpaused) time per trial; frozen while paused
+    query_error: str | None = None  # why the progress query failed
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
+
+    def as_json(self) -> dict[str, Any]:
+        """The progress fields, with the job's status, error and clock-based elapsed time and ETA."""
+        body: dict[str, Any] = self.progress.model_dump(mode="json") if self.progress else {}
+        body.update(
+            job_id=self.job_id,
+            status=self.status,
+            temporal_status=self.temporal_status,
+            error=self.error.model_dump() if self.error else None,
+            elapsed_seconds=round(self.elapsed_seconds, 3),
+            paused_seconds=round(self.paused_seconds, 3),
+            eta_seconds=None if self.eta_seconds is None else round(self.eta_seconds, 3),
+        )
+        if self.query_error:
+            body["query_error"] = self.query_error
+        return body
+
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+async def snapshot(
+    client: Client, job_id: str, clock: PauseClock | None = None, now: datetime | None = None
+) -> JobSnapshot:
+    """Describe the job (JobNotFound if there is none), query its progress and, if it failed, its error.
+
+    `clock` carries the pause history between calls (watch); without one, the events are read once.
+    """
+    desc = await describe(client, job_id)
+    status = status_of(desc)
+    closed = is_closed(desc.status)
+    job = handle(client, job_id)
+    progress, query_error = None, None
+    try:
+        progress = await job.query(MiproWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        query_error = exc.message
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            query_error = (
+                f"no worker answered within 10 s: is `mipro worker` running on queue {desc.task_queue}?"
+            )
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+        query_error = f"the job could not answer: {exc}"
+    snap = JobSnapshot(
+        job_id=job_id,
+        status=status,
+        temporal_status=desc.status.name if desc.status else "UNKNOWN",
+        closed=closed,
+        progress=progress,
+        query_error=query_error,
+    )
+    if status == "failed":
+        snap.error = await failure(client, job_id, rpc_timeout=QUERY_TIMEOUT)
+    if progress is None or progress.started_at is None:
+        return snap
+    clock = clock or PauseClock()
+    if not closed:
+        with contextlib.suppress(RPCError):  # the pause history refines the ETA; the progress stands alone
+            clock.feed(await job.query(MiproWorkflow.events, EventsQuery(since_seq=clock.since, limit=5000)))
+    if closed:  # the workflow's own clock at its end
+        snap.elapsed_seconds = progress.elapsed_seconds
+    else:
+        times = clock_times(progress, clock, now or datetime.now(UTC))
+        snap.elapsed_seconds, snap.paused_seconds, snap.eta_seconds = times
+    return snap
+
+
+def clock_times(progress: Progress, clock: PauseClock, now: datetime) -> tuple[float, float, float | None]:
+    """(elapsed, paused, eta) seconds of a running job at `now`.
+
+    Elapsed counts from the job's start by the clock (the workflow's own elapsed stops at its last
+    activation, so a query of an idle job reads stale); the ETA extrapolates the unpaused time per trial,
+    so it stands still while the job is paused and does not count the pause afterwards.
+    """
+    if progress.started_at is None:
+        return 0.0, 0.0, None
+    elapsed = max(progress.elapsed_seconds, (now - progress.started_at).total_seconds())
+    paused = min(elapsed, clock.paused_seconds(now))
+    done, planned = progress.trials_done, progress.trials_planned
+    eta = None
+    if done and progress.phase == "search" and planned > done:
+        eta = (elapsed - paused) / done * (planned - done)
+    return elapsed, paused, eta
 
 
 _CLOSED_STATUS = {
@@ -208,6 +417,11 @@ def effective_status(execution: WorkflowExecutionStatus | None, mipro_status: st
     if execution == WorkflowExecutionStatus.COMPLETED:
         return mipro_status if mipro_status in ("succeeded", "cancelled") else "succeeded"
     return mipro_status if mipro_status in ("created", "paused") else "running"
+
+
+def status_of(wf: WorkflowExecution) -> str:
+    """A described or listed job's effective status."""
+    return effective_status(wf.status, wf.typed_search_attributes.get(sa.STATUS))
 
 
 def is_closed(execution: WorkflowExecutionStatus | None) -> bool:

@@ -39,18 +39,7 @@ from workflows.mipro_workflow import MiproWorkflow
 T = TypeVar("T")
 Action = Literal["start", "pause", "resume", "cancel"]
 LIST_CAP = 5000  # jobs read from visibility per listing, to sort them newest first
-STATUS_QUERIES = {
-    "created": "ExecutionStatus = 'Running' AND MiproStatus = 'created'",
-    "running": "ExecutionStatus = 'Running' AND MiproStatus = 'running'",
-    "paused": "ExecutionStatus = 'Running' AND MiproStatus = 'paused'",
-    "succeeded": "ExecutionStatus = 'Completed' AND MiproStatus = 'succeeded'",
-    "cancelled": (
-        "(ExecutionStatus = 'Canceled' OR (ExecutionStatus = 'Completed' AND MiproStatus = 'cancelled'))"
-    ),
-    "failed": "ExecutionStatus = 'Failed'",
-    "terminated": "ExecutionStatus = 'Terminated'",
-    "timed_out": "ExecutionStatus = 'TimedOut'",
-}
+STATUS_QUERIES = jobs.STATUS_QUERIES  # a closed workflow's Temporal status decides
 
 
 class JobService:
@@ -226,18 +215,8 @@ class JobService:
         return render_report((await self.result(org, job_id)).result)
 
     async def _failure(self, job_id: str) -> JobError | None:
-        try:
-            await self._handle(job_id).result(rpc_timeout=self.timeout)
-        except WorkflowFailureError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError):
-                return JobError(type=cause.type or "ApplicationError", message=cause.message)
-            return JobError(
-                type=type(cause).__name__ if cause else "WorkflowFailure", message=str(cause or exc)
-            )
-        except RPCError:
-            return None
-        return None
+        found = await jobs.failure(self.client, job_id, rpc_timeout=self.timeout)
+        return JobError(type=found.type, message=found.message) if found else None
 
     # ---- control --------------------------------------------------------------------------------
     async def control(self, org: str, job_id: str, action: Action) -> Job:
