@@ -14,7 +14,8 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ from mipro.serving import LoopServer
 from workflows.mipro_workflow import MiproWorkflow
 
 log = structlog.get_logger("worker")
+DEFAULT_TASK_APP_KEY_ENV = "ENVIRONMENT_API_KEY"
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
@@ -117,8 +119,23 @@ def _public_url(opts: WorkerOptions, server: LoopServer) -> str:
     return server.url
 
 
+def missing_key_warning(environ: Mapping[str, str] | None = None) -> str | None:
+    """What to say when the default task-app key variable is unset in this worker's environment."""
+    env = os.environ if environ is None else environ
+    if env.get(DEFAULT_TASK_APP_KEY_ENV):
+        return None
+    return (
+        f"{DEFAULT_TASK_APP_KEY_ENV} is not set: this worker sends no key to the task apps of jobs whose "
+        f"config names it (task_app_api_key_env, the default), and a task app that has a key refuses "
+        f"them (TaskAppAuthError). Set it to the task app's key (`mipro stack` shares one with its worker)."
+    )
+
+
 async def serve(address: str | None, namespace: str | None, options: WorkerOptions) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully (in-flight activities may finish)."""
+    if warning := missing_key_warning():
+        log.warning("task_app_key_missing", env_var=DEFAULT_TASK_APP_KEY_ENV)
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     client = await connect(address, namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,16 +1,30 @@
 """The `mipro` command line: server, worker, start, watch, status, result, pause, resume, cancel, list,
-report, demo."""
+report, demo, stack.
+
+User-facing failures (no such job, no Temporal, a job that failed) are one `error:` line and exit code 1
+(2 for an invalid config); `--debug` adds the traceback."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mipro.errors import MIPROConfigurationError
 from mipro.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowHandle
+
+    from mipro.config import JobConfig
+    from mipro.job_models import OptimizationResult
+    from starter.jobs import JobSnapshot
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
@@ -31,40 +45,140 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+class CliError(Exception):
+    """A failure the CLI reports in one line (`error: ...`) with an exit code; --debug adds the traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _temporal_address(args: argparse.Namespace) -> str:
+    return args.address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
+
+
+def _namespace() -> str:
+    return os.environ.get("TEMPORAL_NAMESPACE", "default")
+
+
+def _unreachable(args: argparse.Namespace, reason: str) -> CliError:
+    return CliError(
+        f"cannot reach Temporal at {_temporal_address(args)} (namespace {_namespace()}): {reason}; "
+        "start one with: mipro server (or point --address / TEMPORAL_ADDRESS at yours)"
+    )
+
+
+async def _connect(args: argparse.Namespace) -> Client:
+    from worker import connect
+
+    try:
+        return await connect(args.address)
+    except RuntimeError as exc:  # the SDK's "Failed client connect: ..." with the transport's error
+        text = str(exc)
+        reason = "connection refused" if "refused" in text.lower() else text.split("\n")[0][:300]
+        raise _unreachable(args, reason) from exc
+
+
+LIVE_OR_SUCCEEDED = ("created", "running", "paused", "succeeded")
+
+
+def _exit_code(status: str) -> int:
+    """0 while a job is live or once it has succeeded; 1 if it failed, was cancelled, terminated or timed
+    out."""
+    return 0 if status in LIVE_OR_SUCCEEDED else 1
+
+
+async def _final_result(client: Client, job_id: str) -> OptimizationResult:
+    """The job's result, waiting for it to end; a job that ended without one is a CliError naming why."""
+    from temporalio.client import WorkflowFailureError
+
+    from starter import jobs
+
+    desc = await jobs.describe(client, job_id)
+    if not jobs.is_closed(desc.status):
+        waiting = "waiting for it to end (Ctrl-C stops waiting, not the job)"
+        print(f"job {job_id} is {jobs.status_of(desc)}: {waiting}", file=sys.stderr)
+    try:
+        return await jobs.result(client, job_id)
+    except WorkflowFailureError as exc:
+        desc = await jobs.describe(client, job_id)
+        status = jobs.status_of(desc)
+        failure = jobs.failure_of(exc)
+        if status == "failed":
+            raise CliError(f"job {job_id} failed: {failure.type}: {failure.message}") from exc
+        raise CliError(f"job {job_id} ended without a result ({status}: {failure.message})") from exc
+
+
+def _print_outcome(snap: JobSnapshot) -> int:
+    from starter import render
+
+    line = render.outcome_line(snap)
+    if snap.status in ("succeeded", "cancelled"):
+        print(line)
+    else:
+        print(f"error: {line}", file=sys.stderr)
+    return _exit_code(snap.status)
+
+
+async def _dry_run(args: argparse.Namespace, config: JobConfig) -> int:
+    from mipro.estimate import PromptMeasurement, estimate_job
+    from starter import render
+    from starter.probe import ProbeFailed, measure_baseline_prompt
+
+    measurement: PromptMeasurement | None = None
+    not_measured = None
+    if args.prompt_tokens is None and not args.no_probe:
+        render.console.print(
+            f"measuring the rendered prompt with one baseline rollout at {config.task_app_url} "
+            "(one rollout, paid like any other; nothing is started in Temporal)"
+        )
+        try:
+            measurement = await measure_baseline_prompt(config)
+        except ProbeFailed as exc:
+            not_measured = str(exc)
+    estimate = estimate_job(config, measurement, prompt_tokens=args.prompt_tokens)
+    render.print_estimate(estimate)
+    if not_measured:
+        render.console.print(f"[bold yellow]warning:[/] the baseline rollout failed: {not_measured}")
+    if measurement and measurement.data_source:
+        render.console.print(f"task app data: {measurement.data_source}")
+        if measurement.data_source.startswith("fallback"):
+            render.console.print(
+                "[bold yellow]warning:[/] the task app serves its small FALLBACK data set, not the real one"
+            )
+    return 0
+
+
 async def _start(args: argparse.Namespace) -> int:
     from mipro.config import load_config_file
     from starter import jobs, render
-    from worker import connect
 
     config = load_config_file(Path(args.config), args.set or [])
     if args.dry_run:
-        from mipro.estimate import estimate_job
-
-        render.print_estimate(estimate_job(config, args.prompt_tokens))
-        return 0
-    client = await connect(args.address)
+        return await _dry_run(args, config)
+    client = await _connect(args)
     handle = await jobs.start_job(client, config, job_id=args.job_id, task_queue=args.task_queue)
     print(f"job {handle.id} started\nTemporal UI: {jobs.ui_link(handle.id)}", flush=True)
-    if args.watch:
-        await render.watch(client, handle.id)
-        render.print_result(await jobs.result(client, handle.id), jobs.ui_link(handle.id))
-    return 0
+    if not args.watch:
+        return 0
+    snap = await render.watch(client, handle.id)
+    if snap.status in ("succeeded", "cancelled"):
+        render.print_result(await _final_result(client, handle.id), jobs.ui_link(handle.id))
+    return _print_outcome(snap)
 
 
 async def _status(args: argparse.Namespace) -> int:
     from starter import jobs, render
-    from worker import connect
 
-    p = await jobs.progress(await connect(args.address), args.job)
-    print(p.model_dump_json(indent=2) if args.json else render.progress_line(p))
-    return 0
+    snap = await jobs.snapshot(await _connect(args), args.job)
+    print(json.dumps(snap.as_json(), indent=2) if args.json else render.status_line(snap))
+    return _exit_code(snap.status)
 
 
 async def _result(args: argparse.Namespace) -> int:
     from starter import jobs, render
-    from worker import connect
 
-    r = await jobs.result(await connect(args.address), args.job)
+    r = await _final_result(await _connect(args), args.job)
     if args.json:
         print(r.model_dump_json(indent=2))
     else:
@@ -74,61 +188,63 @@ async def _result(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace) -> int:
     from starter import render
-    from worker import connect
 
-    await render.watch(await connect(args.address), args.job)
-    return 0
+    return _print_outcome(await render.watch(await _connect(args), args.job))
+
+
+async def _open_job(args: argparse.Namespace, action: str) -> tuple[Client, WorkflowHandle]:
+    """The client and handle of a job still running; a CliError when there is none or it has finished."""
+    from starter import jobs
+
+    client = await _connect(args)
+    desc = await jobs.describe(client, args.job)
+    if jobs.is_closed(desc.status):
+        raise CliError(f"cannot {action} job {args.job}: it has finished ({jobs.status_of(desc)})")
+    return client, jobs.handle(client, args.job)
 
 
 async def _pause_or_resume(args: argparse.Namespace) -> int:
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
-    from starter import jobs, render
-    from worker import connect
+    from starter import render
     from workflows.mipro_workflow import MiproWorkflow
 
-    handle = jobs.handle(await connect(args.address), args.job)
+    _, handle = await _open_job(args, args.command)
     update = MiproWorkflow.pause if args.command == "pause" else MiproWorkflow.resume
     try:
         progress = await handle.execute_update(update)
     except WorkflowUpdateFailedError as exc:
-        print(f"error: {args.command} refused: {exc.cause.message if exc.cause else exc}", file=sys.stderr)
-        return 1
-    except RPCError as exc:  # e.g. the job has already finished
-        print(f"error: {args.command} refused: {exc.message}", file=sys.stderr)
-        return 1
+        raise CliError(f"{args.command} refused: {exc.cause.message if exc.cause else exc}") from exc
+    except RPCError as exc:  # e.g. the job finished between the check and the update
+        raise CliError(f"{args.command} refused: {exc.message}") from exc
     print(f"{args.command}d: {render.progress_line(progress)}")
     return 0
 
 
 async def _cancel(args: argparse.Namespace) -> int:
     from starter import jobs, render
-    from worker import connect
 
-    client = await connect(args.address)
-    await jobs.handle(client, args.job).cancel()
+    client, handle = await _open_job(args, "cancel")
+    await handle.cancel()
     print(f"cancellation requested for {args.job}; in-flight rollouts are being cancelled")
     if args.wait:
-        render.print_result(await jobs.result(client, args.job), jobs.ui_link(args.job))
+        render.print_result(await _final_result(client, args.job), jobs.ui_link(args.job))
     return 0
 
 
 async def _list(args: argparse.Namespace) -> int:
     from starter import jobs, render
-    from worker import connect
 
-    rows = await jobs.list_jobs(await connect(args.address), status=args.status, limit=args.limit)
-    render.print_job_list(rows)
+    rows = await jobs.list_jobs(await _connect(args), status=args.status, limit=args.limit)
+    render.print_job_list(rows, as_json=args.json)
     return 0
 
 
 async def _report(args: argparse.Namespace) -> int:
     from mipro.report import render_report
-    from starter import jobs
-    from worker import connect
 
-    result = await jobs.result(await connect(args.address), args.job)
+    result = await _final_result(await _connect(args), args.job)
     Path(args.out).write_text(render_report(result))
     print(f"report written to {args.out}")
     return 0
@@ -182,6 +298,20 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(Path(args.config) if args.config else None, args.set or [], app_name=args.app)
 
 
+STATUSES = ("created", "running", "paused", "succeeded", "cancelled", "failed", "terminated", "timed_out")
+
+
+async def _stack(args: argparse.Namespace) -> int:
+    from starter.local_stack import PortInUse, run_stack
+
+    try:
+        return await run_stack(
+            args.app, args.port, args.ui_port, args.llm_port, args.app_port, with_worker=not args.no_worker
+        )
+    except PortInUse as exc:
+        raise CliError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mipro", description="Durable MIPROv2 prompt optimization on Temporal"
@@ -189,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--address", default=None, help="Temporal address (default env TEMPORAL_ADDRESS or localhost:7233)"
     )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
     server = sub.add_parser(
         "server", help="run the embedded Temporal dev server (SQLite under .mipro/, UI :8233)"
@@ -209,7 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the planned rollouts, calls, tokens and cost"
     )
     start.add_argument(
-        "--prompt-tokens", type=int, default=None, help="rendered baseline prompt size (dry run)"
+        "--no-probe",
+        action="store_true",
+        help="dry run without the baseline rollout that measures the rendered prompt (patterns only)",
+    )
+    start.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=None,
+        help="dry run: rendered prompt size, no rollout",
     )
     start.add_argument("--task-queue", default="mipro")
     for name, helptext in (
@@ -227,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job")
     cancel.add_argument("--wait", action="store_true", help="wait for and print the cancelled result")
     listing = sub.add_parser("list", help="list jobs (Temporal visibility)")
-    listing.add_argument("--status", default=None, help="running, paused, succeeded, cancelled, ...")
+    listing.add_argument("--status", default=None, choices=STATUSES, help="only jobs with this status")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="JSON (else a table; TSV off a terminal)")
     report = sub.add_parser("report", help="write a self-contained HTML report of a finished job")
     report.add_argument("job")
     report.add_argument("--out", default="report.html")
@@ -243,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument("--task-queue", default=None, help="task queue of new jobs (default mipro)")
     sub.add_parser("api-key", help="print a new API key for an org, and its hash").add_argument("org")
+    stack = sub.add_parser(
+        "stack",
+        help="run Temporal, a worker, the simulated LLM and an example task app (one key) until Ctrl-C",
+    )
+    stack.add_argument("--app", choices=("banking77", "clinc150"), default="banking77")
+    stack.add_argument("--port", type=int, default=7233, help="Temporal (an open port is reused)")
+    stack.add_argument("--ui-port", type=int, default=8233)
+    stack.add_argument("--llm-port", type=int, default=8300, help="simulated LLM (0: any free port)")
+    stack.add_argument("--app-port", type=int, default=None, help="task app (default: the config's)")
+    stack.add_argument("--no-worker", action="store_true", help="start no worker (run `mipro worker`)")
     demo = sub.add_parser("demo", help="run one full optimization on the embedded stack (simulated LLM)")
     demo.add_argument(
         "--app",
@@ -253,6 +403,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default=None)
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")
     return parser
+
+
+def _report_error(args: argparse.Namespace, exc: Exception) -> int:
+    """One `error:` line for the failures a user meets (no job, no Temporal, a job that failed); anything
+    else is a bug and keeps its traceback."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from starter.jobs import JobNotFound
+
+    if isinstance(exc, JobNotFound):
+        exc = CliError(f"{exc} (Temporal namespace {_namespace()} at {_temporal_address(args)})")
+    elif isinstance(exc, RPCError):
+        unavailable = exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+        exc = _unreachable(args, exc.message) if unavailable else CliError(f"Temporal: {exc.message}")
+    if not isinstance(exc, CliError):
+        raise exc
+    if args.debug:
+        traceback.print_exception(exc.__cause__ or exc)
+    print(f"error: {exc}", file=sys.stderr)
+    return exc.code
 
 
 ASYNC_COMMANDS = {
@@ -266,6 +436,7 @@ ASYNC_COMMANDS = {
     "list": _list,
     "report": _report,
     "demo": _demo,
+    "stack": _stack,
 }
 
 
@@ -292,6 +463,11 @@ def main(argv: list[str] | None = None) -> None:
     except MIPROConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
+    except Exception as exc:  # noqa: BLE001 - every other failure is one line, the traceback with --debug
+        code = _report_error(args, exc)
+    # A reported error's traceback holds frames that hold the Temporal client: free them now, while the
+    # interpreter is alive (the SDK's native client aborts the process if it is dropped at finalization).
+    gc.collect()
     sys.exit(code)
 
 

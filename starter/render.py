@@ -1,15 +1,22 @@
-"""Terminal output: live progress while a job runs, and the result once it is done."""
+"""Terminal output: live progress while a job runs, and the result once it is done.
+
+On a terminal, rich tables and a live bar; otherwise (a pipe, a log file, CI) nothing is cut to a
+terminal's width: `mipro list` writes tab-separated rows, `watch` one plain line per change.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from contextlib import suppress
 
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from mipro.estimate import JobEstimate
@@ -17,52 +24,186 @@ from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
 from mipro.types import ChatMessage
 from starter import jobs
-from starter.jobs import JobRow
+from starter.jobs import JobRow, JobSnapshot
 
-console = Console()
+PIPE_WIDTH = 200  # off a terminal rich would assume 80 columns and cut cells; $COLUMNS still wins
+
+
+def _console() -> Console:
+    found = Console()
+    if found.is_terminal or os.environ.get("COLUMNS"):
+        return found
+    return Console(width=PIPE_WIDTH)
+
+
+console = _console()
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def progress_line(p: JobProgress) -> str:
-    eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "-"
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_detail(p: JobProgress, snap: JobSnapshot | None = None) -> str:
+    """Rollouts, scores, spend, elapsed and ETA. With a snapshot, its clock-based times (elapsed since the
+    job started; the ETA from unpaused time, frozen while paused)."""
+    if snap is not None:
+        elapsed, eta = snap.elapsed_seconds, snap.eta_seconds
+    else:
+        elapsed, eta = p.elapsed_seconds, None if p.paused else p.eta_seconds
     return (
-        f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  rollouts {p.rollouts_done} "
-        f"(errors {p.rollout_errors})  baseline {_fmt(p.baseline_score)}  "
-        f"best mb {_fmt(p.best_minibatch_score)}"
-        f"  best val {_fmt(p.best_validation_score)}  ${p.spend_usd:.4f}  eta {eta}"
+        f"rollouts {p.rollouts_done} (errors {p.rollout_errors})  baseline {_fmt(p.baseline_score)}  "
+        f"best mb {_fmt(p.best_minibatch_score)}  best val {_fmt(p.best_validation_score)}  "
+        f"${p.spend_usd:.4f}  elapsed {duration(elapsed)}  eta {duration(eta)}"
     )
 
 
-async def watch(client: Client, job_id: str, interval: float = 0.5) -> None:
-    """Show a live progress bar until the job ends."""
-    handle = client.get_workflow_handle(job_id)
-    done = asyncio.ensure_future(handle.result())
+def progress_line(p: JobProgress, snap: JobSnapshot | None = None) -> str:
+    return f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  {progress_detail(p, snap)}"
+
+
+def status_label(snap: JobSnapshot) -> str:
+    return "PAUSED" if snap.paused else snap.status
+
+
+def status_line(snap: JobSnapshot) -> str:
+    """One line with the job's true status first: `failed  Type: message`, `PAUSED  search trials ...`."""
+    label = f"{status_label(snap):<10}"
+    if snap.error is not None:
+        phase = f" (in {snap.progress.phase})" if snap.progress else ""
+        return f"{label} {snap.error.type}: {snap.error.message}{phase}"
+    if snap.progress is None:
+        return f"{label} (no progress: {snap.query_error or 'the job did not answer'})"
+    line = f"{label} {progress_line(snap.progress, snap)}"
+    return line + ("  (ETA frozen while paused)" if snap.paused else "")
+
+
+def outcome_line(snap: JobSnapshot) -> str:
+    """How a job ended, in one line, with what to run next."""
+    if snap.error is not None:
+        return f"job {snap.job_id} failed: {snap.error.type}: {snap.error.message}"
+    p = snap.progress
+    if snap.status in ("succeeded", "cancelled") and p is not None:
+        return (
+            f"job {snap.job_id} {snap.status}: best validation {_fmt(p.best_validation_score)} "
+            f"(baseline {_fmt(p.baseline_score)} at bootstrap), {p.trials_done} trials, "
+            f"{p.rollouts_done} rollouts, ${p.spend_usd:.4f}, {duration(snap.elapsed_seconds)}; "
+            f"`mipro result {snap.job_id}` for the scores and the best prompt"
+        )
+    return f"job {snap.job_id} {snap.status} (Temporal status {snap.temporal_status})"
+
+
+async def _next_snapshot(
+    client: Client, job_id: str, clock: jobs.PauseClock, last: JobSnapshot
+) -> JobSnapshot:
+    try:
+        return await jobs.snapshot(client, job_id, clock)
+    except RPCError:  # a transient failure: keep showing the last state
+        return last
+
+
+async def watch(client: Client, job_id: str, interval: float = 0.5) -> JobSnapshot:
+    """Show the job's progress until it ends; return its final state (JobNotFound if there is no job).
+
+    The last frame is drawn from the ended job's own final progress, so it agrees with its result.
+    """
+    clock = jobs.PauseClock()
+    snap = await jobs.snapshot(client, job_id, clock)
+    done: asyncio.Future[object] = asyncio.ensure_future(jobs.handle(client, job_id).result())
+    try:
+        if console.is_terminal:
+            snap = await _watch_live(client, job_id, clock, snap, done, interval)
+        else:
+            snap = await _watch_plain(client, job_id, clock, snap, done, interval)
+    finally:
+        if not done.done():
+            done.cancel()
+        with suppress(asyncio.CancelledError, WorkflowFailureError, RPCError):
+            await done  # a failed job's error is in the snapshot
+    return snap
+
+
+async def _until_closed(
+    client: Client,
+    job_id: str,
+    clock: jobs.PauseClock,
+    snap: JobSnapshot,
+    done: asyncio.Future[object],
+    interval: float,
+    show,  # noqa: ANN001 - Callable[[JobSnapshot], None]
+) -> JobSnapshot:
+    while True:
+        show(snap)
+        if snap.closed:
+            return snap
+        await asyncio.wait({done}, timeout=interval)
+        snap = await _next_snapshot(client, job_id, clock, snap)
+        if done.done() and not snap.closed:  # the result is in: read the closed job once more
+            snap = await _next_snapshot(client, job_id, clock, snap)
+
+
+async def _watch_live(
+    client: Client,
+    job_id: str,
+    clock: jobs.PauseClock,
+    snap: JobSnapshot,
+    done: asyncio.Future[object],
+    interval: float,
+) -> JobSnapshot:
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
+        TextColumn("{task.fields[clock]}"),
         TextColumn("{task.fields[line]}"),
     ]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("trials", total=None, line="starting")
-        while not done.done():
-            try:
-                p = await jobs.progress(client, job_id)
-                bar.update(
-                    task,
-                    total=p.trials_planned,
-                    completed=p.trials_done,
-                    description=p.phase,
-                    line=progress_line(p).split("  ", 1)[1],
-                )
-            except RPCError:
-                pass
-            await asyncio.wait({done}, timeout=interval)
-    done.exception()  # surface a failed job to the caller via handle.result() later
+    with Progress(*columns, console=console, transient=False, auto_refresh=False) as bar:
+        task: TaskID = bar.add_task("starting", total=None, clock="", line="")
+
+        def show(s: JobSnapshot) -> None:
+            p = s.progress
+            if s.error is not None or p is None:
+                line = status_line(s).split(None, 1)[1]
+            else:
+                line = progress_detail(p, s)
+            bar.update(
+                task,
+                total=p.trials_planned if p else None,
+                completed=p.trials_done if p else 0,
+                description=status_label(s) if s.closed or s.paused else p.phase if p else s.status,
+                clock=duration(s.elapsed_seconds),
+                line=line,
+            )
+            bar.refresh()
+
+        return await _until_closed(client, job_id, clock, snap, done, interval, show)
+
+
+async def _watch_plain(
+    client: Client,
+    job_id: str,
+    clock: jobs.PauseClock,
+    snap: JobSnapshot,
+    done: asyncio.Future[object],
+    interval: float,
+) -> JobSnapshot:
+    shown: list[tuple[object, ...]] = []
+
+    def show(s: JobSnapshot) -> None:
+        p = s.progress
+        key = (s.status, s.closed, p.phase if p else None, p.trials_done if p else None)
+        if s.closed or not shown or key != shown[-1]:  # a line per status, phase or trial change
+            print(status_line(s), flush=True)
+            shown.append(key)
+
+    return await _until_closed(client, job_id, clock, snap, done, interval, show)
 
 
 def _message_preview(message: ChatMessage, max_lines: int = 8) -> str:
@@ -111,24 +252,32 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
     console.print(f"Temporal UI: {ui_link}")
 
 
-def print_job_list(rows: list[JobRow]) -> None:
+LIST_COLUMNS = ("job", "status", "temporal", "org", "best val", "trials", "spend", "started")
+
+
+def _list_cells(r: JobRow) -> list[str]:
+    started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
+    spend = "-" if r.spend_usd is None else f"${r.spend_usd:.4f}"
+    trials = str(r.trials if r.trials is not None else "-")
+    return [r.job_id, r.status, r.temporal_status, r.org or "-", _fmt(r.best_score), trials, spend, started]
+
+
+def print_job_list(rows: list[JobRow], as_json: bool = False) -> None:
+    """A table on a terminal; tab-separated rows (header first) otherwise; a JSON array with `as_json`."""
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    if not console.is_terminal:
+        print("\t".join(LIST_COLUMNS))
+        for r in rows:
+            print("\t".join(_list_cells(r)))
+        return
     table = Table(title=f"{len(rows)} MIPRO jobs")
     table.add_column("job", no_wrap=True, min_width=19)
-    for column in ("temporal", "status", "org", "best val", "trials", "spend", "started"):
+    for column in LIST_COLUMNS[1:]:
         table.add_column(column)
     for r in rows:
-        started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
-        spend = "-" if r.spend_usd is None else f"${r.spend_usd:.4f}"
-        table.add_row(
-            r.job_id,
-            r.temporal_status,
-            r.status or "-",
-            r.org or "-",
-            _fmt(r.best_score),
-            str(r.trials if r.trials is not None else "-"),
-            spend,
-            started,
-        )
+        table.add_row(*_list_cells(r))
     console.print(table)
 
 
@@ -145,4 +294,6 @@ def print_estimate(e: JobEstimate) -> None:
     if e.capped_by_budget:
         console.print(f"capped by: {', '.join(e.capped_by_budget)}")
     for line in e.assumptions:
-        console.print(f"- {line}")
+        console.print(f"- {escape(line)}")
+    for line in e.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(line)}")

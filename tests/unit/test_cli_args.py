@@ -61,3 +61,153 @@ def test_mipro_log_level_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("MIPRO_LOG_LEVEL")
     configure_logging()
     assert logging.getLogger().level == logging.INFO
+
+
+# ---- issue 12: the CLI tells the truth about failed and unknown jobs --------------------------------
+
+
+def test_listing_statuses_are_the_status_queries() -> None:
+    from starter.cli import STATUSES
+    from starter.jobs import STATUS_QUERIES
+
+    assert tuple(STATUS_QUERIES) == STATUSES
+
+
+def test_a_failure_says_its_type_once() -> None:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import ApplicationError
+
+    from starter.jobs import failure_of
+
+    doubled = ApplicationError(
+        "TaskAppHealthCheckFailed: task app at http://x is unreachable", type="TaskAppHealthCheckFailed"
+    )
+    found = failure_of(WorkflowFailureError(cause=doubled))
+    assert (found.type, found.message) == ("TaskAppHealthCheckFailed", "task app at http://x is unreachable")
+    plain = failure_of(WorkflowFailureError(cause=ApplicationError("no demo", type="BudgetExceededError")))
+    assert (plain.type, plain.message) == ("BudgetExceededError", "no demo")
+
+
+def _progress(started_at: object, trials_done: int, elapsed: float, paused: bool = False) -> object:
+    from mipro.job_models import Progress
+
+    return Progress(
+        job_id="pl_0",
+        phase="search",
+        iteration=1,
+        num_iterations=8,
+        trials_done=trials_done,
+        trials_planned=32,
+        rollouts_done=0,
+        rollout_errors=0,
+        errors_by_kind={},
+        baseline_score=None,
+        best_minibatch_score=None,
+        best_validation_score=None,
+        spend_usd=0.0,
+        spend_by_category={},
+        tokens=0,
+        elapsed_seconds=elapsed,
+        eta_seconds=None,
+        started_at=started_at,
+        paused=paused,
+    )
+
+
+def test_the_eta_stands_still_while_paused_and_forgets_the_pause_after() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mipro.job_models import Event
+    from starter.jobs import PauseClock, clock_times
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    clock = PauseClock()
+    clock.feed([Event(seq=7, type="mipro.job.paused", message="", created_at=at(10))])
+    # 4 trials in 10 s of running: 28 left take 70 s, however long the pause lasts. The workflow's own
+    # elapsed is stale (its last activation, at 10 s); the clock counts from the job's start.
+    for now in (20, 100, 1000):
+        elapsed, paused, eta = clock_times(_progress(t0, 4, elapsed=10.0, paused=True), clock, at(now))
+        assert (elapsed, paused) == (now, now - 10) and eta == 70.0
+    clock.feed([Event(seq=9, type="mipro.job.resumed", message="", created_at=at(1000))])
+    assert clock.since == 9
+    elapsed, paused, eta = clock_times(_progress(t0, 8, elapsed=1010.0), clock, at(1010))
+    assert (elapsed, paused) == (1010, 990) and eta == 20 / 8 * 24  # 20 s of running for 8 trials
+
+
+def test_no_temporal_is_one_line_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--address", "127.0.0.1:1", "status", "pl_0123456789abcdef"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1
+    assert err.startswith("error: cannot reach Temporal at 127.0.0.1:1 (namespace default)")
+    assert "start one with: mipro server" in err and "Traceback" not in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["--debug", "--address", "127.0.0.1:1", "status", "pl_0123456789abcdef"])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_dry_run_without_a_task_app_says_the_prompt_was_not_measured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.conftest import REPO
+
+    config = str(REPO / "configs" / "banking77.toml")
+    with pytest.raises(SystemExit) as exited:
+        main(["start", config, "--dry-run", "--set", 'task_app_url="http://127.0.0.1:1"'])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "one baseline rollout" in out and "the baseline rollout failed: task app at" in out
+    assert "the prompt was not measured" in out and "unreachable" in out
+
+
+def test_a_worker_without_the_task_app_key_warns() -> None:
+    warning = worker.missing_key_warning({})
+    assert warning is not None and "ENVIRONMENT_API_KEY is not set" in warning
+    assert worker.missing_key_warning({"ENVIRONMENT_API_KEY": "sk_env_x"}) is None
+
+
+def test_job_list_off_a_terminal_is_whole_cells_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from starter import render
+    from starter.jobs import JobRow
+
+    row = JobRow(
+        job_id="pl_0123456789abcdef",
+        temporal_status="COMPLETED",
+        status="succeeded",
+        org="a-rather-long-organisation-name",
+        best_score=0.5,
+        trials=32,
+        spend_usd=0.1896,
+        started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    render.print_job_list([row])  # capsys is no terminal
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("\t") == list(render.LIST_COLUMNS)
+    assert lines[1].split("\t") == [
+        "pl_0123456789abcdef",
+        "succeeded",
+        "COMPLETED",
+        "a-rather-long-organisation-name",
+        "0.500",
+        "32",
+        "$0.1896",
+        "2026-01-02 03:04:05",
+    ]
+    render.print_job_list([row], as_json=True)
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "succeeded"
+
+
+def test_stack_prints_the_start_command_for_its_ports() -> None:
+    from starter.local_stack import start_command
+
+    default = start_command("banking77", "http://127.0.0.1:8102", "http://127.0.0.1:8300")
+    assert default.startswith("mipro start ") and default.endswith("configs/banking77.toml --watch")
+    moved = start_command("clinc150", "http://127.0.0.1:9000", "http://127.0.0.1:8300")
+    assert "clinc150.toml --set 'task_app_url=\"http://127.0.0.1:9000\"' --watch" in moved
