@@ -161,11 +161,10 @@ async def _watch_live(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[clock]}"),
         TextColumn("{task.fields[line]}"),
     ]
     with Progress(*columns, console=console, transient=False, auto_refresh=False) as bar:
-        task: TaskID = bar.add_task("starting", total=None, clock="", line="")
+        task: TaskID = bar.add_task("starting", total=None, line="")
 
         def show(s: JobSnapshot) -> None:
             p = s.progress
@@ -178,7 +177,6 @@ async def _watch_live(
                 total=p.trials_planned if p else None,
                 completed=p.trials_done if p else 0,
                 description=status_label(s) if s.closed or s.paused else p.phase if p else s.status,
-                clock=duration(s.elapsed_seconds),
                 line=line,
             )
             bar.refresh()
