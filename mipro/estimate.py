@@ -33,7 +33,8 @@ class Range(BaseModel):
 
 
 class PromptMeasurement(BaseModel):
-    """One baseline rollout's LLM calls, measured (starter.probe): the rendered prompt as the LLM counts it."""
+    """One baseline rollout's LLM calls, measured (starter.probe): the rendered prompt, as the LLM
+    counts it."""
 
     seed: int
     calls: int  # policy calls in the rollout

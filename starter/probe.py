@@ -99,7 +99,9 @@ async def measure_baseline_prompt(
     server = await LoopServer(create_interceptor(registry)).start()
     url = target.task_app_url
     try:
-        payload = rollout_payload(target, seed, f"dry-run-{seed}", cid, f"{server.url}/v1/{version}?cid={cid}")
+        payload = rollout_payload(
+            target, seed, f"dry-run-{seed}", cid, f"{server.url}/v1/{version}?cid={cid}"
+        )
         async with httpx.AsyncClient() as http:
             try:
                 info = await _task_info(http, url, task_key)
