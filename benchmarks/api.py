@@ -368,19 +368,19 @@ async def measure_get(
     stack: Stack, job_id: str, job: str, path: str, concurrency: int, secs: float
 ) -> GetRun:
     handle = stack.client.get_workflow_handle(job_id)
-    running = job == "running"
+    query = job == "running" or path == "direct+query"  # the latter: a naive client on a finished job
 
     async def via_api() -> bool:
         response = await stack.http.get(f"/jobs/{job_id}")
         assert response.status_code == 200, response.text
         body = response.json()
-        return body["progress"] is not None if running else body["finished_at"] is not None
+        return body["progress"] is not None if job == "running" else body["finished_at"] is not None
 
     async def direct() -> bool:
         try:
             desc = await handle.describe()
             await desc.memo()
-            if running:
+            if query:
                 await handle.query(MiproWorkflow.progress)
         except Exception:  # noqa: BLE001
             return False
@@ -500,24 +500,33 @@ async def run_all(args: argparse.Namespace) -> tuple[list[GetRun], list[StreamRu
 
                 finished = await stack.create(stack.stream_body, STREAM_JOB, auto_start=True)
                 await stack.wait(finished, lambda j: j["status"] == "succeeded")
-                running = await stack.create(stack.running_body, RUNNING_JOB, auto_start=True)
-                await stack.wait(running, lambda j: (j.get("progress") or {}).get("phase") == "search")
-                for job, job_id in (("running", running), ("finished", finished)):
+                for job in ("running", "finished"):
                     for concurrency in args.concurrency:
-                        for path in ("api", "direct"):
+                        paths = ["api", "direct"]
+                        if job == "finished" and concurrency == min(args.concurrency):
+                            paths.append("direct+query")
+                        for path in paths:
                             await wait_for_quiet(args.wait_quiet, args.quiet_load)
+                            job_id = await _running_job(stack) if job == "running" else finished
                             run = await measure_get(stack, job_id, job, path, concurrency, args.seconds)
+                            if job == "running":  # it ran for the whole measurement, or nothing counts
+                                still = (await http.get(f"/jobs/{job_id}")).json()
+                                assert still["status"] == "running", f"the long job ended while read: {still}"
+                                await http.post(f"/jobs/{job_id}/cancel")
                             gets.append(run)
                             _progress(f"GET {job} {path} c={concurrency}: {_get_line(run)}")
-                    if job == "running":
-                        still = (await http.get(f"/jobs/{running}")).json()
-                        assert still["status"] == "running", f"the long job ended while read: {still}"
-                        await http.post(f"/jobs/{running}/cancel")
         finally:
             api.stop()
             worker.stop()
             await env.shutdown()
     return gets, streams, f"{STREAM_LLM_MS:g} / {RUNNING_LLM_MS:g}"
+
+
+async def _running_job(stack: Stack) -> str:
+    """A fresh long job, once it is searching (each measurement gets its own, so none ends while read)."""
+    job_id = await stack.create(stack.running_body, RUNNING_JOB, auto_start=True)
+    await stack.wait(job_id, lambda j: (j.get("progress") or {}).get("phase") == "search")
+    return job_id
 
 
 def _get_line(r: GetRun) -> str:
@@ -544,6 +553,13 @@ def _cores(cpu: dict[str, float], seconds: float) -> str:
     return " / ".join(f"{cpu[k] / seconds:.2f}" for k in ("api", "worker", "temporal", "client"))
 
 
+GET_PATHS = {
+    "api": "API",
+    "direct": "direct (Temporal client)",
+    "direct+query": "direct, + progress query",
+}
+
+
 def get_table(runs: list[GetRun]) -> str:
     rows = []
     for r in runs:
@@ -552,7 +568,7 @@ def get_table(runs: list[GetRun]) -> str:
             [
                 f"{r.job} job",
                 r.concurrency,
-                "API" if r.path == "api" else "direct (Temporal client)",
+                GET_PATHS[r.path],
                 f"{r.requests / r.seconds:.0f}",
                 f"{1000 * pct(r.latencies, 50):.1f}",
                 f"{1000 * pct(r.latencies, 99):.1f}",
@@ -579,7 +595,9 @@ def get_table(runs: list[GetRun]) -> str:
         rows,
         note=(
             "direct = `describe()` + memo (+ the `progress` query while the job runs) with the Temporal "
-            "client in the benchmark's process: what the route does behind HTTP. degraded = answers "
+            "client in the benchmark's process: what the route does behind HTTP; 'direct, + progress "
+            "query' on the finished job is a client that queries every job (the API queries only jobs "
+            "that still run). degraded = answers "
             "without progress (the API's query failed or timed out) or failed direct calls. CPU cores = "
             "each process's user+sys time over the measurement / its duration (client = the benchmark's "
             "process: httpx or the Temporal client; the worker also runs the job itself)."
@@ -657,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,16", help="GET requesters in flight (default 1,16)")
     ap.add_argument("--clients", default="1,50", help="SSE clients per job (default 1,50)")
     ap.add_argument("--repeats", type=int, default=2, help="live streamed jobs per setting (default 2)")
-    ap.add_argument("--wait-quiet", type=float, default=120, help="before each measurement, wait up to...")
+    ap.add_argument("--wait-quiet", type=float, default=60, help="before each measurement, wait up to...")
     ap.add_argument("--quiet-load", type=float, default=2.0, help="...this long for the load average < this")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
