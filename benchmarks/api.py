@@ -1,6 +1,6 @@
 """Benchmark: reads through the REST API vs the same reads straight through Temporal (SIMULATED LLM).
 
-    python benchmarks/api.py [--seconds 6] [--concurrency 1,16] [--clients 1,50] [--repeats 2]
+    python benchmarks/api.py [--seconds 6] [--concurrency 1,16] [--clients 1,50] [--repeats 3]
                              [--wait-quiet 120] [--quiet-load 2.0] [--no-write]
 
 One stack, one run, both sides measured in turn against the same jobs:
@@ -632,7 +632,7 @@ def stream_table(runs: list[StreamRun]) -> str:
                 f"{np.mean([r.seconds for r in rs]):.2f}",
                 f"{calls.get('query_events', 0) / seconds:.1f}",
                 f"{(calls.get('describe', 0) + calls.get('is_closed', 0)) / seconds:.1f}",
-                _cores(cpu, seconds),
+                " / ".join(f"{cpu[k] / len(rs):.2f}" for k in ("api", "worker", "temporal", "client")),
                 sum(r.errors for r in rs),
             ]
         )
@@ -650,7 +650,7 @@ def stream_table(runs: list[StreamRun]) -> str:
             "window s",
             "events queries/s",
             "describes/s",
-            "CPU cores API / worker / Temporal / client",
+            "CPU s per run API / worker / Temporal / client",
             "errors",
         ],
         rows,
@@ -662,8 +662,8 @@ def stream_table(runs: list[StreamRun]) -> str:
             "task completes). job s = its first to its last event. replay: the same clients read the "
             "finished job's events from the start (window: first request -> last arrival). events "
             "queries/s and describes/s = the Temporal calls behind the reads (API: counted in its process, "
-            "including the describe() each SSE request makes; direct: the clients' own). CPU cores = each "
-            "process's user+sys time over the window / the window (the worker also runs the job). "
+            "including the describe() each SSE request makes; direct: the clients' own). CPU s = each "
+            "process's user+sys time over the window, per run (the worker also runs the job). "
             "Runs pooled over the repeats; every client received every event once, in order (checked)."
         ),
     )
@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="per GET measurement (default 6)")
     ap.add_argument("--concurrency", default="1,16", help="GET requesters in flight (default 1,16)")
     ap.add_argument("--clients", default="1,50", help="SSE clients per job (default 1,50)")
-    ap.add_argument("--repeats", type=int, default=2, help="live streamed jobs per setting (default 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="live streamed jobs per setting (default 3)")
     ap.add_argument("--wait-quiet", type=float, default=60, help="before each measurement, wait up to...")
     ap.add_argument("--quiet-load", type=float, default=2.0, help="...this long for the load average < this")
     ap.add_argument("--no-write", action="store_true", help="print only")
