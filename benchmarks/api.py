@@ -36,9 +36,8 @@ import os
 import sys
 import tempfile
 import time
-import tomllib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,9 +55,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from mipro import search_attributes as sa  # noqa: E402
+from mipro.api.sse_client import sse_messages  # noqa: E402
 from mipro.job_models import EventsQuery  # noqa: E402
 from starter import jobs  # noqa: E402
-from starter.stack import temporal_binary  # noqa: E402
+from starter.stack import local_config_body, temporal_binary  # noqa: E402
 from workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -168,12 +168,7 @@ def cpu_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 def config_body(task_app_url: str, llm_url: str) -> dict[str, Any]:
-    raw = tomllib.loads((REPO / "configs" / "banking77.toml").read_text())
-    body = raw["prompt_learning"]
-    body["task_app_url"] = task_app_url
-    body["policy"]["inference_url"] = f"{llm_url}/v1"
-    body["mipro"]["meta"]["inference_url"] = f"{llm_url}/v1"
-    return raw
+    return local_config_body(REPO / "configs" / "banking77.toml", task_app_url, llm_url)
 
 
 def overrides(
@@ -257,20 +252,6 @@ class StreamRun:
     cpu: dict[str, float]
     errors: int
     calls: dict[str, int] = field(default_factory=dict)  # Temporal calls behind the reads
-
-
-async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
-    message: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if message:
-                yield message
-            message = {}
-        elif line.startswith(":"):
-            yield {"comment": line[1:].strip()}
-        else:
-            name, _, value = line.partition(":")
-            message[name] = message.get(name, "") + value.removeprefix(" ")
 
 
 Arrival = tuple[int, float, float]  # (seq, created_at epoch, arrival epoch)

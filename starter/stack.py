@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from mipro.config import apply_values
 from mipro.search_attributes import dev_server_flags
 
 STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
@@ -85,3 +88,15 @@ def banking77_data_dir() -> Path | None:
     if env := os.environ.get("BANKING77_DATA_DIR"):
         return Path(env)
     return SHARED_BANKING77 if SHARED_BANKING77.exists() else None
+
+
+def local_config_body(path: Path, task_app_url: str, llm_url: str) -> dict[str, Any]:
+    """A config file as a JSON-ready document, pointed at a local task app and an LLM at `llm_url`/v1."""
+    return apply_values(
+        tomllib.loads(path.read_text()),
+        {
+            "task_app_url": task_app_url,
+            "policy.inference_url": f"{llm_url}/v1",
+            "mipro.meta.inference_url": f"{llm_url}/v1",
+        },
+    )

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,7 +23,7 @@ from mipro.simllm.settings import SimLLMSettings
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77
 from starter import jobs
-from starter.stack import temporal_binary
+from starter.stack import local_config_body, temporal_binary
 from worker import WorkerOptions, running_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,13 +143,6 @@ async def api_server(
             yield server
 
 
-def api_config_body(task_app_url: str, llm_url: str) -> dict[str, object]:
+def api_config_body(task_app_url: str, llm_url: str) -> dict[str, Any]:
     """The example banking77 config as a JSON body (what a program would POST), pointed at test servers."""
-    import tomllib
-
-    raw = tomllib.loads((REPO / "configs" / "banking77.toml").read_text())
-    body = raw["prompt_learning"]
-    body["task_app_url"] = task_app_url
-    body["policy"]["inference_url"] = f"{llm_url}/v1"
-    body["mipro"]["meta"]["inference_url"] = f"{llm_url}/v1"
-    return raw
+    return local_config_body(REPO / "configs" / "banking77.toml", task_app_url, llm_url)

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -31,7 +32,7 @@ from mipro.api.settings import ApiSettings
 from mipro.config import apply_values, parse_config
 from mipro.errors import MIPROConfigurationError
 from mipro.job_models import Event, EventsQuery, OptimizationResult, Progress
-from mipro.metrics import Metric
+from mipro.metrics import Metric, job_metrics
 from mipro.report import render_report
 from starter import jobs
 from workflows.mipro_workflow import MiproWorkflow
@@ -174,16 +175,22 @@ class JobService:
         )
 
     async def metrics(self, org: str, job_id: str) -> list[Metric]:
-        await self.describe(org, job_id)
+        desc = await self.describe(org, job_id)
+        if desc.status == WorkflowExecutionStatus.COMPLETED:  # from the result: no history replay on a worker
+            r = await self._handle(job_id).result(rpc_timeout=self.timeout)
+            return job_metrics(r.trials, r.validations, r.costs)
         return await self._query(
             job_id, lambda: self._handle(job_id).query(MiproWorkflow.metrics, rpc_timeout=self.timeout)
         )
 
     async def candidates(self, org: str, job_id: str, limit: int, offset: int) -> CandidatesPage:
-        await self.describe(org, job_id)
-        found = await self._query(
-            job_id, lambda: self._handle(job_id).query(MiproWorkflow.candidates, rpc_timeout=self.timeout)
-        )
+        desc = await self.describe(org, job_id)
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            found = (await self._handle(job_id).result(rpc_timeout=self.timeout)).attempted_candidates
+        else:
+            found = await self._query(
+                job_id, lambda: self._handle(job_id).query(MiproWorkflow.candidates, rpc_timeout=self.timeout)
+            )
         return CandidatesPage(
             candidates=found[offset : offset + limit], total=len(found), limit=limit, offset=offset
         )

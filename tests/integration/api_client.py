@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -51,21 +50,6 @@ async def wait_status(http: httpx.AsyncClient, job_id: str, wanted: set[str]) ->
             raise AssertionError(f"job {job_id} ended {job['status']} before reaching {wanted}: {job}")
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {wanted}: {job}")
-
-
-async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
-    """Parse a text/event-stream body into messages ({id, event, data}); comment lines become {comment}."""
-    message: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if message:
-                yield message
-            message = {}
-        elif line.startswith(":"):
-            yield {"comment": line[1:].strip()}
-        else:
-            name, _, value = line.partition(":")
-            message[name] = value.removeprefix(" ")
 
 
 def event_of(message: dict[str, str]) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from mipro.api.sse_client import sse_messages
 from mipro.serving import BackgroundServer
-from tests.conftest import ORG_A_KEY, api_config_body
+from tests.conftest import api_config_body
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
-BASE = "/api/prompt-learning/online"
 DEADLINE_S = 600  # hang guard only
 CLIENTS = 50
 JOBS = 20
@@ -39,29 +40,6 @@ def tiny_overrides(body: dict[str, Any], seed: int = 7) -> dict[str, Any]:
         "mipro.max_parallel_trials": 2,
         "mipro.seed": seed,
     }
-
-
-def api(server: BackgroundServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=server.url + BASE,
-        headers={"Authorization": f"Bearer {ORG_A_KEY}"},
-        timeout=httpx.Timeout(60, read=120),
-    )
-
-
-async def sse(response: httpx.Response) -> Any:
-    """`text/event-stream` messages as dicts ({id, event, data}; a comment line is {"comment": text})."""
-    message: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if message:
-                yield message
-            message = {}
-        elif line.startswith(":"):
-            yield {"comment": line[1:].strip()}
-        else:
-            name, _, value = line.partition(":")
-            message[name] = message.get(name, "") + value.removeprefix(" ")
 
 
 async def all_events(http: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
@@ -102,7 +80,7 @@ async def test_fifty_sse_clients_on_one_job_each_get_every_event_once_in_order(
     api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
 ) -> None:
     body = api_config_body(task_app.url, simllm.url)
-    async with api(api_server) as http:
+    async with api_client(api_server) as http:
         created = await http.post(
             "/jobs", json={"config_body": body, "overrides": tiny_overrides(body), "auto_start": False}
         )
@@ -123,7 +101,7 @@ async def test_fifty_sse_clients_on_one_job_each_get_every_event_once_in_order(
             ):
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
-                async for message in sse(response):
+                async for message in sse_messages(response):
                     if "comment" in message:
                         kinds.append("comment")
                     elif message.get("event") == "end":
@@ -175,7 +153,7 @@ async def test_twenty_jobs_created_concurrently_are_all_served_and_all_finish(
     api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
 ) -> None:
     body = api_config_body(task_app.url, simllm.url)
-    async with api(api_server) as http:
+    async with api_client(api_server) as http:
         tag = f"load-{time.time_ns()}"
 
         async def create(i: int) -> httpx.Response:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mipro.api.sse_client import sse_messages
 from mipro.serving import BackgroundServer
 from tests.conftest import api_config_body
-from tests.integration.api_client import api_client, create_job, event_of, sse_messages, wait_status
+from tests.integration.api_client import api_client, create_job, event_of, wait_status
 
 pytestmark = pytest.mark.integration
 
