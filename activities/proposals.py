@@ -14,7 +14,7 @@ import httpx
 import structlog
 from temporalio import activity
 
-from activities.resources import WorkerResources, heartbeat_forever
+from mipro.activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import ProposeInput, ProposeOutput
 from mipro.budget import price_usd
 from mipro.interceptor.registry import Upstream

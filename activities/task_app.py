@@ -20,7 +20,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.resources import WorkerResources, heartbeat_forever
+from mipro.activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import (
     EvaluateInput,
     EvaluateOutput,

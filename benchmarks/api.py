@@ -57,9 +57,9 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from mipro import search_attributes as sa  # noqa: E402
 from mipro.api.sse_client import sse_messages  # noqa: E402
 from mipro.job_models import EventsQuery  # noqa: E402
-from starter import jobs  # noqa: E402
-from starter.stack import local_config_body, temporal_binary  # noqa: E402
-from workflows.mipro_workflow import MiproWorkflow  # noqa: E402
+from mipro.starter import jobs  # noqa: E402
+from mipro.starter.stack import local_config_body, temporal_binary  # noqa: E402
+from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BASE = "/api/prompt-learning/online"
@@ -77,7 +77,7 @@ API_KEY = "sk_mipro_bench_" + uuid.uuid4().hex[:12]
 def _worker_main(conn: Any, address: str, queue: str) -> None:
     """Child process: a worker (Temporal worker + interceptor) on `queue` until told to stop."""
     quiet_logs()
-    from worker import WorkerOptions, connect, running_worker
+    from mipro.worker import WorkerOptions, connect, running_worker
 
     async def serve() -> None:
         client = await connect(address, "default")

@@ -77,12 +77,12 @@ from mipro.rollout_protocol import auth_headers, parse_reward, rollout_payload  
 from mipro.serving import BackgroundServer  # noqa: E402
 from mipro.simllm.app import create_app as create_simllm  # noqa: E402
 from mipro.simllm.settings import SimLLMSettings  # noqa: E402
+from mipro.starter import jobs  # noqa: E402
+from mipro.starter.stack import temporal_binary  # noqa: E402
 from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
 from mipro.taskapps.banking77.data import load_banking77  # noqa: E402
-from starter import jobs  # noqa: E402
-from starter.stack import temporal_binary  # noqa: E402
-from worker import WorkerOptions, running_worker  # noqa: E402
-from workflows.mipro_workflow import MiproWorkflow  # noqa: E402
+from mipro.worker import WorkerOptions, running_worker  # noqa: E402
+from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BANKING77_DIR = Path(

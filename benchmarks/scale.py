@@ -53,9 +53,9 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from mipro import search_attributes as sa  # noqa: E402
 from mipro.config import JobConfig, load_config_file  # noqa: E402
 from mipro.job_models import OptimizationResult  # noqa: E402
-from starter import jobs  # noqa: E402
-from starter.stack import temporal_binary  # noqa: E402
-from worker import WorkerOptions, running_worker  # noqa: E402
+from mipro.starter import jobs  # noqa: E402
+from mipro.starter.stack import temporal_binary  # noqa: E402
+from mipro.worker import WorkerOptions, running_worker  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 MB = 1024 * 1024

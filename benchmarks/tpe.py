@@ -61,7 +61,7 @@ import optuna  # noqa: E402
 from common import fmt_mean_se, machine_info, mean_se, svg_line_panels, table  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 
-from activities.search import suggest_candidates  # noqa: E402
+from mipro.activities.search import suggest_candidates  # noqa: E402
 from mipro.activity_models import SuggestInput  # noqa: E402
 from mipro.config import MiproSettings  # noqa: E402
 from mipro.tpe import Observation, TPESettings, suggest, suggest_arrays  # noqa: E402

@@ -75,12 +75,12 @@ from mipro.logging_setup import configure_logging  # noqa: E402
 from mipro.serving import BackgroundServer  # noqa: E402
 from mipro.simllm.app import create_app as create_simllm  # noqa: E402
 from mipro.simllm.settings import SimLLMSettings  # noqa: E402
+from mipro.starter import jobs  # noqa: E402
+from mipro.starter.stack import temporal_binary  # noqa: E402
 from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77  # noqa: E402
-from starter import jobs  # noqa: E402
-from starter.stack import temporal_binary  # noqa: E402
-from worker import WorkerOptions, running_worker  # noqa: E402
-from workflows.mipro_workflow import MiproWorkflow  # noqa: E402
+from mipro.worker import WorkerOptions, running_worker  # noqa: E402
+from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("BANKING77_DATA_DIR") or REPO.parent / "shared" / "datasets" / "banking77")
 TASK_MODEL, META_MODEL = "sim-small", "sim-meta"

@@ -30,12 +30,12 @@ from mipro.config import load_config_file  # noqa: E402
 from mipro.serving import BackgroundServer  # noqa: E402
 from mipro.simllm.app import create_app as create_simllm  # noqa: E402
 from mipro.simllm.settings import SimLLMSettings  # noqa: E402
+from mipro.starter import jobs  # noqa: E402
+from mipro.starter.stack import banking77_data_dir, temporal_binary  # noqa: E402
 from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
 from mipro.taskapps.banking77.data import load_banking77  # noqa: E402
-from starter import jobs  # noqa: E402
-from starter.stack import banking77_data_dir, temporal_binary  # noqa: E402
-from worker import WorkerOptions, running_worker  # noqa: E402
-from workflows.mipro_workflow import MiproWorkflow  # noqa: E402
+from mipro.worker import WorkerOptions, running_worker  # noqa: E402
+from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 OUT = REPO / "tests" / "histories"
 KEY = "sk_env_recording_only"

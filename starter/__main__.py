@@ -1,3 +1,3 @@
-from starter.cli import main
+from mipro.starter.cli import main
 
 main()

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 
     from mipro.config import JobConfig
     from mipro.job_models import OptimizationResult
-    from starter.jobs import JobSnapshot
+    from mipro.starter.jobs import JobSnapshot
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    from starter.stack import STATE_DIR, dev_server_command
+    from mipro.starter.stack import STATE_DIR, dev_server_command
 
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     command = dev_server_command(args.port, args.ui_port, STATE_DIR / "temporal.db")
@@ -38,7 +38,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    import worker
+    from mipro import worker
 
     given = ["--address", args.address] if args.address and "--address" not in args.rest else []
     worker.main([*given, *args.rest])
@@ -69,7 +69,7 @@ def _unreachable(args: argparse.Namespace, reason: str) -> CliError:
 
 
 async def _connect(args: argparse.Namespace) -> Client:
-    from worker import connect
+    from mipro.worker import connect
 
     try:
         return await connect(args.address)
@@ -92,7 +92,7 @@ async def _final_result(client: Client, job_id: str) -> OptimizationResult:
     """The job's result, waiting for it to end; a job that ended without one is a CliError naming why."""
     from temporalio.client import WorkflowFailureError
 
-    from starter import jobs
+    from mipro.starter import jobs
 
     desc = await jobs.describe(client, job_id)
     if not jobs.is_closed(desc.status):
@@ -110,7 +110,7 @@ async def _final_result(client: Client, job_id: str) -> OptimizationResult:
 
 
 def _print_outcome(snap: JobSnapshot) -> int:
-    from starter import render
+    from mipro.starter import render
 
     line = render.outcome_line(snap)
     if snap.status in ("succeeded", "cancelled"):
@@ -122,8 +122,8 @@ def _print_outcome(snap: JobSnapshot) -> int:
 
 async def _dry_run(args: argparse.Namespace, config: JobConfig) -> int:
     from mipro.estimate import PromptMeasurement, estimate_job
-    from starter import render
-    from starter.probe import ProbeFailed, measure_baseline_prompt
+    from mipro.starter import render
+    from mipro.starter.probe import ProbeFailed, measure_baseline_prompt
 
     measurement: PromptMeasurement | None = None
     not_measured = None
@@ -151,7 +151,7 @@ async def _dry_run(args: argparse.Namespace, config: JobConfig) -> int:
 
 async def _start(args: argparse.Namespace) -> int:
     from mipro.config import load_config_file
-    from starter import jobs, render
+    from mipro.starter import jobs, render
 
     config = load_config_file(Path(args.config), args.set or [])
     if args.dry_run:
@@ -168,7 +168,7 @@ async def _start(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from starter import jobs, render
+    from mipro.starter import jobs, render
 
     snap = await jobs.snapshot(await _connect(args), args.job)
     print(json.dumps(snap.as_json(), indent=2) if args.json else render.status_line(snap))
@@ -176,7 +176,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _result(args: argparse.Namespace) -> int:
-    from starter import jobs, render
+    from mipro.starter import jobs, render
 
     r = await _final_result(await _connect(args), args.job)
     if args.json:
@@ -187,14 +187,14 @@ async def _result(args: argparse.Namespace) -> int:
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    from starter import render
+    from mipro.starter import render
 
     return _print_outcome(await render.watch(await _connect(args), args.job))
 
 
 async def _open_job(args: argparse.Namespace, action: str) -> tuple[Client, WorkflowHandle]:
     """The client and handle of a job still running; a CliError when there is none or it has finished."""
-    from starter import jobs
+    from mipro.starter import jobs
 
     client = await _connect(args)
     desc = await jobs.describe(client, args.job)
@@ -207,8 +207,8 @@ async def _pause_or_resume(args: argparse.Namespace) -> int:
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
-    from starter import render
-    from workflows.mipro_workflow import MiproWorkflow
+    from mipro.starter import render
+    from mipro.workflows.mipro_workflow import MiproWorkflow
 
     _, handle = await _open_job(args, args.command)
     update = MiproWorkflow.pause if args.command == "pause" else MiproWorkflow.resume
@@ -223,7 +223,7 @@ async def _pause_or_resume(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from starter import jobs, render
+    from mipro.starter import jobs, render
 
     client, handle = await _open_job(args, "cancel")
     await handle.cancel()
@@ -234,7 +234,7 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from starter import jobs, render
+    from mipro.starter import jobs, render
 
     rows = await jobs.list_jobs(await _connect(args), status=args.status, limit=args.limit)
     render.print_job_list(rows, as_json=args.json)
@@ -293,7 +293,7 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from starter.demo import run_demo
+    from mipro.starter.demo import run_demo
 
     return await run_demo(Path(args.config) if args.config else None, args.set or [], app_name=args.app)
 
@@ -302,7 +302,7 @@ STATUSES = ("created", "running", "paused", "succeeded", "cancelled", "failed", 
 
 
 async def _stack(args: argparse.Namespace) -> int:
-    from starter.local_stack import PortInUse, run_stack
+    from mipro.starter.local_stack import PortInUse, run_stack
 
     try:
         return await run_stack(
@@ -410,7 +410,7 @@ def _report_error(args: argparse.Namespace, exc: Exception) -> int:
     else is a bug and keeps its traceback."""
     from temporalio.service import RPCError, RPCStatusCode
 
-    from starter.jobs import JobNotFound
+    from mipro.starter.jobs import JobNotFound
 
     if isinstance(exc, JobNotFound):
         exc = CliError(f"{exc} (Temporal namespace {_namespace()} at {_temporal_address(args)})")

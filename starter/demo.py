@@ -22,13 +22,13 @@ from mipro.config import load_config_file
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
+from mipro.starter import jobs, render
+from mipro.starter.stack import STATE_DIR, banking77_data_dir, dev_server
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import load_banking77
 from mipro.taskapps.clinc150.app import create_app as create_clinc150
 from mipro.taskapps.clinc150.data import load_clinc150
-from starter import jobs, render
-from starter.stack import STATE_DIR, banking77_data_dir, dev_server
-from worker import WorkerOptions, connect, running_worker
+from mipro.worker import WorkerOptions, connect, running_worker
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIGS / "banking77.toml"

@@ -35,7 +35,7 @@ from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
 from mipro.config import JobConfig
 from mipro.job_models import Event, EventsQuery, MiproJobInput, OptimizationResult, Progress
-from workflows.mipro_workflow import MiproWorkflow
+from mipro.workflows.mipro_workflow import MiproWorkflow
 
 UI_BASE = "http://localhost:8233"
 log = structlog.get_logger("jobs")

@@ -18,10 +18,10 @@ from pathlib import Path
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
-from starter import render
-from starter.demo import CONFIGS, demo_task_app
-from starter.stack import dev_server, port_open
-from worker import WorkerOptions, connect, running_worker
+from mipro.starter import render
+from mipro.starter.demo import CONFIGS, demo_task_app
+from mipro.starter.stack import dev_server, port_open
+from mipro.worker import WorkerOptions, connect, running_worker
 
 APP_PORTS = {"banking77": 8102, "clinc150": 8103}  # as in configs/<app>.toml
 LLM_PORT = 8300

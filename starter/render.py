@@ -22,9 +22,9 @@ from temporalio.service import RPCError
 from mipro.estimate import JobEstimate
 from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
+from mipro.starter import jobs
+from mipro.starter.jobs import JobRow, JobSnapshot
 from mipro.types import ChatMessage
-from starter import jobs
-from starter.jobs import JobRow, JobSnapshot
 
 PIPE_WIDTH = 200  # off a terminal rich would assume 80 columns and cut cells; $COLUMNS still wins
 

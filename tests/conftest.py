@@ -20,11 +20,11 @@ from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
+from mipro.starter import jobs
+from mipro.starter.stack import local_config_body, temporal_binary
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77
-from starter import jobs
-from starter.stack import local_config_body, temporal_binary
-from worker import WorkerOptions, running_worker
+from mipro.worker import WorkerOptions, running_worker
 
 REPO = Path(__file__).resolve().parents[1]
 BANKING77_DIR = REPO.parent / "shared" / "datasets" / "banking77"

@@ -35,8 +35,8 @@ from mipro.api.saved_configs import SavedConfigStore
 from mipro.api.service import STATUS_QUERIES, JobService
 from mipro.api.settings import ApiSettings
 from mipro.metrics import Metric
-from starter.jobs import search_attributes_registered
-from worker import connect
+from mipro.starter.jobs import search_attributes_registered
+from mipro.worker import connect
 
 PREFIX = "/api/prompt-learning/online"
 PUBLIC = {f"{PREFIX}/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

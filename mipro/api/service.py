@@ -34,8 +34,8 @@ from mipro.errors import MIPROConfigurationError
 from mipro.job_models import Event, EventsQuery, OptimizationResult, Progress
 from mipro.metrics import Metric, job_metrics
 from mipro.report import render_report
-from starter import jobs
-from workflows.mipro_workflow import MiproWorkflow
+from mipro.starter import jobs
+from mipro.workflows.mipro_workflow import MiproWorkflow
 
 T = TypeVar("T")
 Action = Literal["start", "pause", "resume", "cancel"]

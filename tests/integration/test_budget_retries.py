@@ -17,13 +17,13 @@ from mipro.job_models import EventsQuery
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
+from mipro.starter import jobs
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
-from starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, TASK_APP_KEY, job_config
 from tests.integration.test_durability import start_worker_process
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 
 class Metered:

@@ -7,9 +7,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
+from mipro.worker import WorkerOptions, running_worker
 from tests.conftest import SMALL_JOB, job_config
-from worker import WorkerOptions, running_worker
 
 
 async def run_job(

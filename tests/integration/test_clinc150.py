@@ -14,12 +14,12 @@ from temporalio.testing import WorkflowEnvironment
 from mipro.config import JobConfig, load_config_file
 from mipro.job_models import Event, EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
+from mipro.starter import jobs, render
 from mipro.taskapps.clinc150 import Clinc150Data, create_app, load_clinc150
 from mipro.taskapps.clinc150.data import SHARED_DIR
-from starter import jobs, render
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, TASK_APP_KEY
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 # Small enough for CI on 2 cores: 24 bootstrap, 3 x 3 trials of 16 seeds, 40 validation, 80 test seeds.
 SMALL = [

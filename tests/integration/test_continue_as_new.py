@@ -7,11 +7,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro.job_models import EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
 from tests.integration.test_durability import comparable
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 
 async def test_continue_as_new_every_iteration_changes_nothing_but_the_run_count(

@@ -14,10 +14,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro.job_models import EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, SMALL_JOB, job_config
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 
 async def start_worker_process(address: str, task_queue: str) -> subprocess.Popen[str]:

@@ -6,10 +6,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro.job_models import EventsQuery
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 
 async def test_full_job_beats_baseline_on_held_out_seeds(

@@ -18,11 +18,11 @@ from mipro.config import JobConfig
 from mipro.estimate import JobEstimate, estimate_job, pattern_measurement
 from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
-from starter.cli import main as cli_main
-from starter.probe import measure_baseline_prompt
+from mipro.starter import jobs
+from mipro.starter.cli import main as cli_main
+from mipro.starter.probe import measure_baseline_prompt
+from mipro.worker import WorkerOptions, running_worker
 from tests.conftest import REPO, SMALL_JOB, job_config
-from worker import WorkerOptions, running_worker
 
 RULES = (
     "Read the customer's message carefully and decide what the customer wants the bank to do. Card "

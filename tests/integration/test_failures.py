@@ -9,12 +9,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from mipro.serving import BackgroundServer
+from mipro.starter import jobs
+from mipro.starter.cli import main as cli_main
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
-from starter import jobs
-from starter.cli import main as cli_main
+from mipro.worker import WorkerOptions, running_worker
 from tests.conftest import REPO, SMALL_JOB, TASK_APP_KEY, job_config
-from worker import WorkerOptions, running_worker
 
 
 async def test_task_app_500s_are_counted_as_errors_and_the_job_completes(

@@ -39,15 +39,15 @@ from mipro.minibatches import minibatch_blocks
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
+from mipro.starter import jobs
+from mipro.starter.stack import dev_server_command, port_open
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
 from mipro.types import CandidateChoice
-from starter import jobs
-from starter.stack import dev_server_command, port_open
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, TASK_APP_KEY, job_config
 from tests.integration.test_durability import comparable, start_worker_process
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 T = TypeVar("T")
 BASELINE_KEY = CandidateChoice(instruction=[0], demo_set=[0]).key

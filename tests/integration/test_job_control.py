@@ -20,15 +20,15 @@ from mipro.minibatches import minibatch_blocks
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
+from mipro.starter import jobs, render
+from mipro.starter.cli import main as cli_main
+from mipro.starter.local_stack import run_stack
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
-from starter import jobs, render
-from starter.cli import main as cli_main
-from starter.local_stack import run_stack
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, SMALL_JOB, TASK_APP_KEY, job_config
 from tests.integration.test_durability import comparable
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 
 async def poll_progress(client: Client, job_id: str, until, what: str, attempts: int = 600):  # noqa: ANN001

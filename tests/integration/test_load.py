@@ -17,11 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 from mipro.config import JobConfig
 from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import job_config
 from tests.integration.test_durability import comparable
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 SEEDS = [3, 11, 29, 41]
 COPIES = 5

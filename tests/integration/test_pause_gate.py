@@ -18,13 +18,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from mipro.serving import BackgroundServer
+from mipro.starter import jobs
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
-from starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, TASK_APP_KEY, job_config
 from tests.integration.test_job_control import poll_progress
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 pytestmark = pytest.mark.integration
 TINY = [*SMALL_JOB, "mipro.num_iterations=2", "mipro.num_evaluations_per_iteration=2"]

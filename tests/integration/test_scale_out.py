@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from mipro.job_models import OptimizationResult
 from mipro.serving import BackgroundServer
-from starter import jobs
+from mipro.starter import jobs
 from tests.conftest import SMALL_JOB, job_config
 from tests.integration.test_durability import comparable, start_worker_process
 from tests.integration.test_faults import progress_where, until

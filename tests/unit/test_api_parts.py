@@ -16,8 +16,8 @@ from mipro.config import apply_values
 from mipro.errors import MIPROConfigurationError
 from mipro.job_models import TrialRecord, ValidationRecord
 from mipro.metrics import job_metrics
+from mipro.starter.jobs import effective_status
 from mipro.types import CandidateChoice, Usage
-from starter.jobs import effective_status
 
 
 def test_keys_map_to_orgs_and_only_hashes_are_kept(tmp_path: Path) -> None:

@@ -37,13 +37,13 @@ from mipro.interceptor.registry import Registry, Upstream
 from mipro.job_models import EventsQuery
 from mipro.rollout_protocol import parse_reward
 from mipro.serving import BackgroundServer
+from mipro.starter import jobs
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data
 from mipro.types import CompiledCandidate, StagePrompt, StageSpec
-from starter import jobs
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, SMALL_JOB, TASK_APP_KEY, job_config
-from worker import WorkerOptions, running_worker
-from workflows.mipro_workflow import MiproWorkflow
 
 CONFIG_FILE = REPO / "configs" / "banking77.toml"
 GOOD: dict[str, Any] = tomllib.loads(CONFIG_FILE.read_text())

@@ -2,8 +2,8 @@
 
 import pytest
 
-import worker
-from starter.cli import main
+from mipro import worker
+from mipro.starter.cli import main
 
 
 def test_worker_help_lists_the_worker_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,7 +29,7 @@ def test_unknown_options_of_other_commands_are_refused(capsys: pytest.CaptureFix
 
 
 def test_demo_app_option_picks_the_task_app_and_its_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    import starter.demo
+    import mipro.starter.demo
 
     seen: list[tuple[object, list[str], str]] = []
 
@@ -37,7 +37,7 @@ def test_demo_app_option_picks_the_task_app_and_its_config(monkeypatch: pytest.M
         seen.append((config, overrides, app_name))
         return 0
 
-    monkeypatch.setattr(starter.demo, "run_demo", fake_demo)
+    monkeypatch.setattr(mipro.starter.demo, "run_demo", fake_demo)
     for argv in (["demo"], ["demo", "--app", "clinc150", "--set", "mipro.seed=3"]):
         with pytest.raises(SystemExit) as exited:
             main(argv)
@@ -67,8 +67,8 @@ def test_mipro_log_level_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_listing_statuses_are_the_status_queries() -> None:
-    from starter.cli import STATUSES
-    from starter.jobs import STATUS_QUERIES
+    from mipro.starter.cli import STATUSES
+    from mipro.starter.jobs import STATUS_QUERIES
 
     assert tuple(STATUS_QUERIES) == STATUSES
 
@@ -77,7 +77,7 @@ def test_a_failure_says_its_type_once() -> None:
     from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import ApplicationError
 
-    from starter.jobs import failure_of
+    from mipro.starter.jobs import failure_of
 
     doubled = ApplicationError(
         "TaskAppHealthCheckFailed: task app at http://x is unreachable", type="TaskAppHealthCheckFailed"
@@ -118,7 +118,7 @@ def test_the_eta_stands_still_while_paused_and_forgets_the_pause_after() -> None
     from datetime import UTC, datetime, timedelta
 
     from mipro.job_models import Event
-    from starter.jobs import PauseClock, clock_times
+    from mipro.starter.jobs import PauseClock, clock_times
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -174,8 +174,8 @@ def test_job_list_off_a_terminal_is_whole_cells_and_json(capsys: pytest.CaptureF
     import json
     from datetime import UTC, datetime
 
-    from starter import render
-    from starter.jobs import JobRow
+    from mipro.starter import render
+    from mipro.starter.jobs import JobRow
 
     row = JobRow(
         job_id="pl_0123456789abcdef",
@@ -205,7 +205,7 @@ def test_job_list_off_a_terminal_is_whole_cells_and_json(capsys: pytest.CaptureF
 
 
 def test_stack_prints_the_start_command_for_its_ports() -> None:
-    from starter.local_stack import start_command
+    from mipro.starter.local_stack import start_command
 
     default = start_command("banking77", "http://127.0.0.1:8102", "http://127.0.0.1:8300")
     assert default.startswith("mipro start ") and default.endswith("configs/banking77.toml --watch")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.task_app import remaining_allowance, resume_point
+from mipro.activities.task_app import remaining_allowance, resume_point
 from mipro.activity_models import EvaluateInput, EvaluationProgress
 from mipro.types import SeedOutcome, Usage
 

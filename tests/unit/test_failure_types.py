@@ -7,7 +7,7 @@ import re
 from mipro.errors import FailureType
 from tests.conftest import REPO
 
-SOURCES = ["workflows", "activities", "mipro/interceptor", "worker.py"]
+SOURCES = ["workflows", "activities", "mipro/interceptor", "mipro/worker.py"]
 
 
 def test_no_failure_type_is_spelled_out_where_jobs_fail() -> None:

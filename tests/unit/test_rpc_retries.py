@@ -3,7 +3,7 @@
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.jobs import call_with_retries
+from mipro.starter.jobs import call_with_retries
 
 
 class FlakyCall:

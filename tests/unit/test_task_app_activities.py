@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.resources import WorkerResources
-from activities.task_app import TaskAppActivities
+from mipro.activities.resources import WorkerResources
+from mipro.activities.task_app import TaskAppActivities
 from mipro.activity_models import EvaluateInput, HealthCheckInput, RolloutTarget
 from mipro.config import PolicyConfig
 from mipro.interceptor.registry import Registry

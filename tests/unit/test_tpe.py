@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activities.search import history_arrays, suggest_candidates
+from mipro.activities.search import history_arrays, suggest_candidates
 from mipro.activity_models import SuggestInput
 from mipro.tpe import Observation, TPESettings, params_matrix, suggest, suggest_arrays
 

@@ -1,0 +1,188 @@
+"""The worker process: a Temporal worker hosting MiproWorkflow and its activities, plus the interceptor.
+
+The interceptor is an HTTP server inside this process; the evaluation activities register candidates in
+this process's registry and hand the task app this process's interceptor URL. More workers, more
+throughput: no shared registry is needed.
+
+    python worker.py --address localhost:7233 --task-queue mipro
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import structlog
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from mipro.activities.proposals import ProposalActivities
+from mipro.activities.resources import WorkerResources
+from mipro.activities.search import suggest_candidates
+from mipro.activities.task_app import TaskAppActivities
+from mipro.activity_models import TASK_QUEUE
+from mipro.interceptor.app import create_app
+from mipro.interceptor.registry import Registry
+from mipro.logging_setup import configure_logging
+from mipro.serving import LoopServer
+from mipro.workflows.mipro_workflow import MiproWorkflow
+
+log = structlog.get_logger("worker")
+DEFAULT_TASK_APP_KEY_ENV = "ENVIRONMENT_API_KEY"
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+
+
+@dataclass
+class WorkerOptions:
+    task_queue: str = TASK_QUEUE
+    interceptor_host: str = "127.0.0.1"
+    interceptor_port: int = 0
+    interceptor_public_url: str | None = None  # when task apps reach this worker under another address
+    max_concurrent_activities: int = 100
+    max_concurrent_rollouts: int = 128  # over all jobs on this worker
+    graceful_shutdown_seconds: float = 30.0
+    sticky_queue_timeout_seconds: float = 10.0
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    return await Client.connect(
+        address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
+        namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
+        data_converter=pydantic_data_converter,
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, options: WorkerOptions | None = None) -> AsyncIterator[Worker]:
+    """Start the interceptor and a Temporal worker; stop both (gracefully) on exit."""
+    opts = options or WorkerOptions()
+    registry = Registry()
+    server = await LoopServer(create_app(registry), opts.interceptor_host, opts.interceptor_port).start()
+    # Rollouts hold at most max_concurrent_rollouts connections; the rest serve health checks and proposals.
+    connections = opts.max_concurrent_rollouts + 32
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    )
+    resources = WorkerResources(
+        registry=registry,
+        interceptor_url=_public_url(opts, server),
+        http=http,
+        rollout_slots=asyncio.Semaphore(opts.max_concurrent_rollouts),
+    )
+    task_app, proposals = TaskAppActivities(resources), ProposalActivities(resources)
+    worker = Worker(
+        client,
+        task_queue=opts.task_queue,
+        workflows=[MiproWorkflow],
+        activities=[
+            task_app.check_task_app,
+            task_app.evaluate_candidate,
+            proposals.propose_instructions,
+            suggest_candidates,
+        ],
+        max_concurrent_activities=opts.max_concurrent_activities,
+        # Heartbeats reach the server every 2 s whatever an activity's heartbeat timeout, so a loaded server
+        # or worker has most of that timeout as slack before a live activity is declared lost.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        graceful_shutdown_timeout=timedelta(seconds=opts.graceful_shutdown_seconds),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=opts.sticky_queue_timeout_seconds),
+    )
+    task = asyncio.create_task(worker.run())
+    log.info("worker_started", task_queue=opts.task_queue, interceptor=resources.interceptor_url)
+    try:
+        yield worker
+    finally:
+        if not task.done():
+            await worker.shutdown()
+        await asyncio.gather(task, return_exceptions=True)
+        await http.aclose()
+        await server.stop()
+
+
+def _public_url(opts: WorkerOptions, server: LoopServer) -> str:
+    """The URL task apps are given: explicit, else this host's name when bound to all interfaces."""
+    if opts.interceptor_public_url:
+        return opts.interceptor_public_url.rstrip("/")
+    if opts.interceptor_host == "0.0.0.0":
+        return f"http://{socket.gethostname()}:{server.port}"
+    return server.url
+
+
+def missing_key_warning(environ: Mapping[str, str] | None = None) -> str | None:
+    """What to say when the default task-app key variable is unset in this worker's environment."""
+    env = os.environ if environ is None else environ
+    if env.get(DEFAULT_TASK_APP_KEY_ENV):
+        return None
+    return (
+        f"{DEFAULT_TASK_APP_KEY_ENV} is not set: this worker sends no key to the task apps of jobs whose "
+        f"config names it (task_app_api_key_env, the default), and a task app that has a key refuses "
+        f"them (TaskAppAuthError). Set it to the task app's key (`mipro stack` shares one with its worker)."
+    )
+
+
+async def serve(address: str | None, namespace: str | None, options: WorkerOptions) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully (in-flight activities may finish)."""
+    if warning := missing_key_warning():
+        log.warning("task_app_key_missing", env_var=DEFAULT_TASK_APP_KEY_ENV)
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    client = await connect(address, namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, options):
+        print("WORKER_READY", flush=True)
+        await stop.wait()
+        log.info("worker_stopping")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mipro worker", description="MIPRO worker: Temporal worker + interceptor"
+    )
+    parser.add_argument("--address", default=None, help="Temporal address (env TEMPORAL_ADDRESS)")
+    parser.add_argument("--namespace", default=None)
+    parser.add_argument("--task-queue", default=TASK_QUEUE)
+    parser.add_argument("--interceptor-host", default="127.0.0.1")
+    parser.add_argument("--interceptor-port", type=int, default=0)
+    parser.add_argument("--interceptor-public-url", default=None)
+    parser.add_argument(
+        "--max-activities",
+        type=int,
+        default=WorkerOptions.max_concurrent_activities,
+        help="activities run at once by this worker (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-rollouts",
+        type=int,
+        default=WorkerOptions.max_concurrent_rollouts,
+        help="rollouts in flight over all jobs (default %(default)s)",
+    )
+    parser.add_argument("--sticky-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    configure_logging()
+    options = WorkerOptions(
+        task_queue=args.task_queue,
+        interceptor_host=args.interceptor_host,
+        interceptor_port=args.interceptor_port,
+        interceptor_public_url=args.interceptor_public_url,
+        sticky_queue_timeout_seconds=args.sticky_timeout,
+        max_concurrent_activities=args.max_activities,
+        max_concurrent_rollouts=args.max_rollouts,
+    )
+    asyncio.run(serve(args.address, args.namespace, options))
+
+
+if __name__ == "__main__":
+    main()
