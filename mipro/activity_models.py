@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, Price
+from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, PoolName, Price
 from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
 
 TASK_QUEUE = "mipro"
@@ -27,7 +27,8 @@ class RolloutTarget(BaseModel):
     rollout_retries: int
 
     @classmethod
-    def from_config(cls, config: JobConfig) -> RolloutTarget:
+    def from_config(cls, config: JobConfig, pool: PoolName = "online") -> RolloutTarget:
+        """The target of rollouts on seeds of `pool` (its env config is the pool's)."""
         template = {
             "id": config.initial_prompt.id,
             "name": config.initial_prompt.name,
@@ -39,7 +40,7 @@ class RolloutTarget(BaseModel):
             task_app_url=config.task_app_url.rstrip("/"),
             task_app_api_key_env=config.task_app_api_key_env,
             env_name=config.mipro.env_name,
-            env_config=config.env_config,
+            env_config=config.env_config_for(pool),
             policy=config.policy,
             policy_price=config.pricing.get(config.policy.model),
             stages=config.stages(),
@@ -56,12 +57,17 @@ class HealthCheckInput(BaseModel):
     # advertises in /task_info (if it does) fail the health check, naming them.
     seed_pools: dict[str, list[int]] = Field(default_factory=dict)
     split: str | None = None
+    pool_splits: dict[str, str | None] = Field(default_factory=dict)  # seed pool name -> its split, if set
+    # The policy's OpenAI-compatible base URL: its /v1/models says whether it is the simulated LLM.
+    policy_inference_url: str | None = None
 
 
 class TaskAppInfo(BaseModel):
     healthy: bool
     description: str | None = None
     task_info: dict[str, Any] | None = None
+    data_source: str | None = None  # which data the task app says it serves (/health or /task_info)
+    simulated_llm: bool | None = None  # the policy's /v1/models names the simulated LLM (None: unknown)
 
 
 class EvaluateInput(BaseModel):

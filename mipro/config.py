@@ -154,6 +154,9 @@ class MiproSettings(Strict):
         return self
 
 
+PoolName = Literal["bootstrap", "online", "validation", "test"]
+
+
 class JobConfig(Strict):
     algorithm: Literal["mipro"] = "mipro"
     task_app_url: str = Field(min_length=1)
@@ -162,6 +165,8 @@ class JobConfig(Strict):
     initial_prompt: InitialPrompt
     policy: PolicyConfig
     env_config: dict[str, JsonValue] = Field(default_factory=dict)  # sent to the task app as JSON
+    # Per seed pool, merged over env_config: e.g. [pool_env_config.test] split = "test"
+    pool_env_config: dict[PoolName, dict[str, JsonValue]] = Field(default_factory=dict)
     mipro: MiproSettings
     termination: TerminationConfig = Field(default_factory=TerminationConfig)
     pricing: dict[str, Price] = Field(default_factory=dict)
@@ -192,6 +197,10 @@ class JobConfig(Strict):
                         f'[prompt_learning.pricing."{model}"] input_per_mtok/output_per_mtok'
                     )
         return self
+
+    def env_config_for(self, pool: PoolName) -> dict[str, JsonValue]:
+        """The env config the task app gets for a rollout on a seed of `pool`."""
+        return {**self.env_config, **self.pool_env_config.get(pool, {})}
 
     def stages(self) -> list[StageSpec]:
         """The configured stages, or one stage whose instruction is the initial prompt's system message."""

@@ -12,7 +12,10 @@ from mipro.config import JobConfig
 from mipro.types import CandidateChoice, ChatMessage, FewShotExample, Usage
 
 Phase = Literal["starting", "health_check", "bootstrap", "proposal", "search", "final_eval", "done"]
-JobStatus = Literal["running", "succeeded", "cancelled", "terminated", "failed"]
+# stopped_on_errors: the job ended early because rollouts kept failing (max_consecutive_errors or
+# max_error_rate);
+# it returns the best candidate found, without a final test evaluation against a failing app.
+JobStatus = Literal["running", "succeeded", "stopped_on_errors", "cancelled", "terminated", "failed"]
 
 
 class Event(BaseModel):
@@ -160,4 +163,5 @@ class OptimizationResult(BaseModel):
     costs: Spend
     elapsed_seconds: float
     simulated_llm: bool = False
+    task_app_data_source: str | None = None  # which data the task app said it serves (e.g. a fallback set)
     warnings: list[str] = Field(default_factory=list)  # e.g. no demo bootstrapped: check the answer format
