@@ -19,7 +19,6 @@ from mipro.config import apply_values
 from mipro.search_attributes import dev_server_flags
 
 STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
-SHARED_BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "banking77"
 
 
 def temporal_binary() -> str:
@@ -86,10 +85,11 @@ def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
 
 
 def banking77_data_dir() -> Path | None:
-    """BANKING77_DATA_DIR, else ../shared/datasets/banking77 beside a checkout, else None (loader decides)."""
-    if env := os.environ.get("BANKING77_DATA_DIR"):
-        return Path(env)
-    return SHARED_BANKING77 if SHARED_BANKING77.exists() else None
+    """BANKING77_DATA_DIR, else ../shared/datasets/banking77 beside a checkout, else None (loader decides):
+    the rule of `python -m mipro.taskapps.banking77` too (`mipro.taskapps.banking77.data.find_data_dir`)."""
+    from mipro.taskapps.banking77.data import find_data_dir
+
+    return find_data_dir()
 
 
 def local_config_body(path: Path, task_app_url: str, llm_url: str) -> dict[str, Any]:

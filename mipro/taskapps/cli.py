@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import structlog
 
@@ -38,6 +39,11 @@ def task_app_parser(prog: str, description: str, port: int) -> argparse.Argument
     )
     parser.add_argument("--llm-timeout", type=float, default=LLM_TIMEOUT_S, help="seconds per LLM call")
     return parser
+
+
+def startup_warning(message: str) -> None:
+    """Say `message` where whoever started the app sees it: one `WARNING:` line on stderr."""
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
 def api_key_from(args: argparse.Namespace, app_id: str) -> str | None:

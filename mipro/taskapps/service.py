@@ -255,8 +255,8 @@ def _add_meta_routes(app: FastAPI, spec: TaskAppSpec, meta: AppMeta, require_key
     @app.get("/task_info", dependencies=auth)
     async def task_info(seed: SeedsQuery = None, seeds: SeedsQuery = None) -> Any:
         all_seeds = [*(seed or []), *(seeds or [])]
-        if not all_seeds:
-            return {"taskset": spec.taskset(app.state.data)}
+        if not all_seeds:  # data_source as in /health (e.g. "fallback: ... NOT Banking77")
+            return {"taskset": {**spec.taskset(app.state.data), "data_source": meta.source}}
         infos = [spec.task_instance(app.state.data, s).model_dump(mode="json") for s in all_seeds]
         return infos[0] if len(infos) == 1 else infos
 

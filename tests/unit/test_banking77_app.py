@@ -443,17 +443,26 @@ def test_cid_from_url() -> None:
         normalize_chat_url("  ")
 
 
-def test_loader_reads_the_shared_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_reads_the_shared_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BANKING77_DATA_DIR", str(SHARED))
-    loaded = load_banking77()
+    loaded = load_banking77(cache_dir=tmp_path, allow_download=False)
     assert (len(loaded.train), len(loaded.test), len(loaded.labels)) == (10003, 3080, 77)
     assert loaded.labels[0] == "card_arrival" and loaded.source == f"dir:{SHARED}"
+    monkeypatch.delenv("BANKING77_DATA_DIR")  # no env var: the shared copy beside the checkout
+    monkeypatch.delenv("MIPRO_DATASETS_DIR", raising=False)
+    assert load_banking77(cache_dir=tmp_path, allow_download=False).source == f"dir:{SHARED}"
     with pytest.raises(FileNotFoundError):
         load_banking77(SHARED / "missing")
 
 
-def test_fallback_when_no_dir_and_no_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither BANKING77_DATA_DIR nor a shared copy (the shared datasets dir is an empty one)."""
     monkeypatch.delenv("BANKING77_DATA_DIR", raising=False)
+    monkeypatch.setenv("MIPRO_DATASETS_DIR", str(tmp_path / "no-datasets"))
+
+
+def test_fallback_when_no_dir_and_no_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    no_data_dir(monkeypatch, tmp_path)
 
     def offline(*_a: Any, **_k: Any) -> Path:
         raise httpx.ConnectError("no network in this test")
@@ -480,7 +489,7 @@ def test_download_then_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     async def serve(name: str) -> Response:
         return PlainTextResponse((SHARED / name).read_text(encoding="utf-8"))
 
-    monkeypatch.delenv("BANKING77_DATA_DIR", raising=False)
+    no_data_dir(monkeypatch, tmp_path / "elsewhere")
     with BackgroundServer(static) as server:
         monkeypatch.setattr(data_mod, "DOWNLOAD_BASE_URL", f"{server.url}/banking_data")
         first = load_banking77(cache_dir=tmp_path)

@@ -4,9 +4,11 @@
 1. an explicit directory (`data_dir`, else env `BANKING77_DATA_DIR`) holding train.csv / test.csv
    (columns `text,category`) and categories.json (the label list, whose order is the label order);
    an explicit directory that lacks those files is an error, never a silent fallback;
-2. the download cache (`~/.cache/mipro/banking77`, override with env `MIPRO_CACHE_DIR`);
-3. a download from the public PolyAI source into that cache (short timeout);
-4. the small built-in fallback set `mipro/taskapps/data/fallback_intents.json` (12 hand-written
+2. the shared copy, `../shared/datasets/banking77` beside this checkout (or under `MIPRO_DATASETS_DIR`),
+   when it holds those files (`find_data_dir`: the same rule `mipro demo` and `mipro stack` use);
+3. the download cache (`~/.cache/mipro/banking77`, override with env `MIPRO_CACHE_DIR`);
+4. a download from the public PolyAI source into that cache (short timeout);
+5. the small built-in fallback set `mipro/taskapps/data/fallback_intents.json` (12 hand-written
    banking-style intents; NOT Banking77), with `source` saying so plainly.
 """
 
@@ -22,9 +24,10 @@ import httpx
 import structlog
 from pydantic import BaseModel, model_validator
 
+from mipro.taskapps import datasets
 from mipro.taskapps.rows import Row
 
-__all__ = ["Banking77Data", "Row", "load_banking77"]
+__all__ = ["Banking77Data", "Row", "find_data_dir", "load_banking77"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +35,8 @@ DOWNLOAD_BASE_URL = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-
 DATA_FILES = ("train.csv", "test.csv", "categories.json")
 FALLBACK_PATH = Path(__file__).resolve().parent.parent / "data" / "fallback_intents.json"
 DOWNLOAD_TIMEOUT_S = 10.0
+NAME = "banking77"
+DATA_DIR_ENV = datasets.data_dir_env(NAME)  # BANKING77_DATA_DIR
 
 
 class Banking77Data(BaseModel):
@@ -61,6 +66,22 @@ class Banking77Data(BaseModel):
         if name == "test":
             return self.test
         raise KeyError(f"unknown split {name!r}; available: train, test")
+
+
+def find_data_dir() -> Path | None:
+    """`BANKING77_DATA_DIR`, else the shared copy beside this checkout when it holds the files, else None."""
+    return datasets.find_data_dir(NAME, DATA_FILES)
+
+
+def fallback_warning(data: Banking77Data) -> str | None:
+    """What an app serving `data` must say at startup when it is the built-in fallback set (else None)."""
+    if not data.is_fallback:
+        return None
+    return (
+        f"banking77 is serving its small built-in fallback set ({len(data.labels)} intents), NOT Banking77: "
+        f"found no data directory, cache or download. Scores on it say nothing about Banking77. To serve "
+        f"the real data, {datasets.where_to_put(NAME, DATA_FILES)}."
+    )
 
 
 def default_cache_dir() -> Path:
@@ -158,11 +179,11 @@ def _try_download(cache_dir: Path) -> Banking77Data | None:
 def load_banking77(
     data_dir: Path | None = None, *, cache_dir: Path | None = None, allow_download: bool = True
 ) -> Banking77Data:
-    """Load Banking77 from a directory, the cache, a download, or else the built-in fallback set."""
-    env_dir = os.environ.get("BANKING77_DATA_DIR")
-    explicit = data_dir if data_dir is not None else (Path(env_dir) if env_dir else None)
-    if explicit is not None:
-        return _log_loaded(read_dir(Path(explicit).expanduser()))
+    """Load Banking77 from a directory (`data_dir`, else `find_data_dir()`), the cache, a download, or else
+    the built-in fallback set."""
+    directory = data_dir if data_dir is not None else find_data_dir()
+    if directory is not None:
+        return _log_loaded(read_dir(Path(directory).expanduser()))
     cache = cache_dir or default_cache_dir()
     if _has_files(cache):
         return _log_loaded(read_dir(cache, source=f"cache:{cache}"))

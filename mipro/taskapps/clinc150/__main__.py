@@ -12,6 +12,7 @@ from the prompt while the scorer still requires `Intent: <label>`. Data: `load_c
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import structlog
@@ -38,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    data = load_clinc150(args.data_dir, include_oos=args.include_oos)
+    try:
+        data = load_clinc150(args.data_dir, include_oos=args.include_oos)
+    except FileNotFoundError as exc:  # no fallback set: say where it looked, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app = create_app(
         data,
         api_key_from(args, "clinc150"),

@@ -2,9 +2,10 @@
 
 `load_clinc150` reads `data_full.json` (splits `train`, `val`, `test`, rows `[text, label]`) and
 `domains.json` from, in order: the `data_dir` argument, env `CLINC150_DATA_DIR`, else
-`../shared/datasets/clinc150` beside this checkout. Nothing is downloaded and no copy ships with the
-project: a missing directory is an error naming where it looked. The out-of-scope rows (`oos_*`, label
-`oos`) are left out unless `include_oos`.
+`../shared/datasets/clinc150` beside this checkout (or under `MIPRO_DATASETS_DIR`; the one rule of
+`mipro.taskapps.datasets`, shared with banking77, `mipro demo` and `mipro stack`). Nothing is downloaded
+and no copy ships with the project: a missing directory is an error naming where it looked. The
+out-of-scope rows (`oos_*`, label `oos`) are left out unless `include_oos`.
 
 The rows of each split are grouped by label in the file, so each split is shuffled once with a fixed seed
 (`random.Random("clinc150:<split>")`): seed N is row N of that order, and any contiguous seed range is a
@@ -14,20 +15,22 @@ mix of labels. Seeds run from 0 to len(split) - 1 (the app advertises these rang
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 import structlog
 from pydantic import BaseModel, model_validator
 
+from mipro.taskapps import datasets
 from mipro.taskapps.rows import Row
 
 log = structlog.get_logger(__name__)
 
 SPLITS = ("train", "val", "test")
 OOS_LABEL = "oos"
-SHARED_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "clinc150"
+NAME = "clinc150"
+DATA_DIR_ENV = datasets.data_dir_env(NAME)  # CLINC150_DATA_DIR
+SHARED_DIR = datasets.CHECKOUT_SHARED_DATASETS / NAME  # the shared copy beside this checkout
 DATA_FILE = "data_full.json"
 DOMAINS_FILE = "domains.json"
 
@@ -60,9 +63,9 @@ class Clinc150Data(BaseModel):
 
 
 def default_dir() -> Path:
-    """`CLINC150_DATA_DIR`, else ../shared/datasets/clinc150 beside this checkout."""
-    env_dir = os.environ.get("CLINC150_DATA_DIR")
-    return Path(env_dir).expanduser() if env_dir else SHARED_DIR
+    """`CLINC150_DATA_DIR`, else the shared copy (../shared/datasets/clinc150 beside this checkout), where
+    the loader then reports the data missing if it is not there."""
+    return datasets.find_data_dir(NAME, (DATA_FILE,)) or datasets.shared_dir(NAME)
 
 
 def _rows(raw: object, name: str) -> list[Row]:
@@ -82,8 +85,7 @@ def read_dir(directory: Path, include_oos: bool = False) -> Clinc150Data:
     path = directory / DATA_FILE
     if not path.is_file():
         raise FileNotFoundError(
-            f"clinc150 data not found: {path} is missing (set CLINC150_DATA_DIR or pass the directory "
-            f"holding {DATA_FILE})"
+            f"clinc150 data not found: {path} is missing; {datasets.where_to_put(NAME, (DATA_FILE,))}"
         )
     doc = json.loads(path.read_text(encoding="utf-8"))
     splits: dict[str, list[Row]] = {}
