@@ -46,11 +46,23 @@ def startup_warning(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
+def no_key_warning(app_id: str, env_var: str) -> str:
+    """What an app started without its API key says (it then serves without auth)."""
+    return (
+        f"{env_var} is not set: this {app_id} task app accepts UNAUTHENTICATED requests (every route, "
+        f"/rollout included, is open to anyone who can reach it). To require a key, start it with "
+        f"`export {env_var}=sk_env_...` (the same key the worker has; `mipro stack` shares one), or name "
+        f"another variable with --api-key-env."
+    )
+
+
 def api_key_from(args: argparse.Namespace, app_id: str) -> str | None:
-    """The API key from the environment variable named by `--api-key-env` (None: serve without auth)."""
+    """The API key from the environment variable named by `--api-key-env` (None: serve without auth, and
+    warn on stderr)."""
     api_key = os.environ.get(args.api_key_env) or None
     if api_key is None:
         log.warning(f"{app_id}.no_api_key", env_var=args.api_key_env, detail="serving without auth")
+        startup_warning(no_key_warning(app_id, args.api_key_env))
     return api_key
 
 
