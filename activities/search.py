@@ -9,25 +9,17 @@ import numpy as np
 from temporalio import activity
 
 from mipro.activity_models import SuggestInput, SuggestOutput
-from mipro.tpe import TPESettings, params_matrix, suggest_arrays
+from mipro.tpe import params_matrix, suggest_arrays
 
 _PARAMS, _SCORE, _N = (operator.itemgetter(i) for i in range(3))
 
 
 @activity.defn(name="suggest_candidates")
 async def suggest_candidates(inp: SuggestInput) -> SuggestOutput:
-    settings = TPESettings(
-        gamma=inp.gamma,
-        n_candidates=inp.n_candidates,
-        n_startup_trials=inp.n_startup_trials,
-        epsilon=inp.epsilon,
-        alpha=inp.alpha,
-        prior_weight=inp.prior_weight,
-    )
     configs = suggest_arrays(
         inp.space,
         *history_arrays(inp.history, len(inp.space)),
-        settings,
+        inp.tpe,
         seed=inp.seed,
         k=inp.k,
         exclude=params_matrix(inp.exclude, len(inp.space), "exclude") if inp.exclude else None,

@@ -314,7 +314,7 @@ def _ours_calls(n: int) -> tuple[Callable[[int], None], ...]:
     inp = SuggestInput(
         space=space,
         history=[(p, s, BATCH) for p, s in zip(params, scores, strict=True)],
-        **settings.model_dump(),  # the same knobs under the same names
+        tpe=settings,
         seed=0,
         k=1,
     )

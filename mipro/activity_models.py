@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, PoolName, Price
+from mipro.tpe import TPESettings
 from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
 
 TASK_QUEUE = "mipro"
@@ -123,15 +124,20 @@ class ProposeOutput(BaseModel):
 class SuggestInput(BaseModel):
     space: list[int]
     history: list[tuple[list[int], float, int]]  # (params, mean score, n)
-    gamma: float
-    n_candidates: int
-    n_startup_trials: int
-    epsilon: float
-    alpha: float
-    prior_weight: float
+    tpe: TPESettings
     seed: int
     k: int
     exclude: list[list[int]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_settings_of_older_workers(cls, data: Any) -> Any:
+        """Workflows recorded before the settings became one model sent them as flat fields: still served."""
+        if isinstance(data, dict) and "tpe" not in data:
+            names = set(TPESettings.model_fields)
+            settings = {k: v for k, v in data.items() if k in names}
+            data = {**{k: v for k, v in data.items() if k not in names}, "tpe": settings}
+        return data
 
 
 class SuggestOutput(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mipro.config import Price, TerminationConfig
-from mipro.types import Usage
+from mipro.types import CompiledCandidate, FewShotExample, Usage
 
 Category = Literal["rollout", "proposal"]
 
@@ -152,3 +152,91 @@ def scaled(per_rollout: Usage, factor: float) -> Usage:
         completion_tokens=per_rollout.completion_tokens,
         cost_usd=per_rollout.cost_usd * factor,
     )
+
+
+# Characters per token assumed for prompt text the baseline did not send (a longer instruction, demos): fewer
+# than English's ~4, so the estimate errs high.
+CHARS_PER_TOKEN = 3.0
+
+
+def demo_chars(demo: FewShotExample) -> int:
+    """What a demo adds to a prompt: its input turn and its answer (as JSON, tool calls included)."""
+    return len(demo.input) + len(demo.answer.model_dump_json(exclude_none=True))
+
+
+def prompt_chars(candidate: CompiledCandidate) -> int:
+    """The characters of instruction and demos a candidate's stages send."""
+    return sum(len(p.instruction) + sum(demo_chars(d) for d in p.demos) for p in candidate.stages)
+
+
+def extra_prompt_chars(candidate: CompiledCandidate, baseline: CompiledCandidate) -> int:
+    """How many more characters of instruction and demos the candidate sends than the baseline."""
+    return max(0, prompt_chars(candidate) - prompt_chars(baseline))
+
+
+def candidate_estimate(baseline: Usage, extra_chars: int, price: Price | None) -> Usage:
+    """Expected usage of one rollout of a candidate whose prompt is `extra_chars` longer than the baseline's,
+    from the baseline's measured rollouts (`baseline`: per rollout, `calls` LLM calls each carrying it)."""
+    extra_tokens = int(max(1, baseline.calls) * extra_chars / CHARS_PER_TOKEN)
+    extra_usd = extra_tokens * price.input_per_mtok / 1_000_000 if price else 0.0
+    return Usage(
+        calls=baseline.calls,
+        prompt_tokens=baseline.prompt_tokens + extra_tokens,
+        completion_tokens=baseline.completion_tokens,
+        cost_usd=baseline.cost_usd + extra_usd,
+    )
+
+
+def final_reserve(largest: Usage, baseline: Usage, test_seeds: int) -> Usage:
+    """What the search keeps back for the final test evaluation: the largest candidate and the baseline on
+    every test seed, with the safety margin."""
+    return scaled(largest, test_seeds * SAFETY).plus(scaled(baseline, test_seeds * SAFETY))
+
+
+class EvaluationFit(BaseModel):
+    """How many of an evaluation's seeds the budget allows, and the hard allowance its interceptor enforces
+    (None: no budget is set). `seeds == 0`: the budget is spent, the job stops."""
+
+    seeds: int
+    allowance: Usage | None = None
+
+
+def fit_evaluation(
+    term: TerminationConfig, spend: Spend, held: Usage, estimate: Usage | None, seeds: int
+) -> EvaluationFit:
+    """Shrink an evaluation of `seeds` rollouts to what the budget left after `held` (in flight and the final
+    reserve) allows, and size its allowance: enough for the estimate twice over, never more than is free.
+
+    The allowance is enforced by the interceptor call by call, so even a wrong estimate cannot overspend.
+    """
+    if term.max_spend_usd is None and term.max_rollout_spend_usd is None and term.max_token_limit is None:
+        return EvaluationFit(seeds=seeds)
+    usd, tokens = remaining_budget(term, spend, held)
+    n = seeds
+    if estimate is not None and (fit := rollouts_that_fit(estimate, usd, tokens)) is not None:
+        n = min(n, fit)
+    if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
+        n = 0
+    if n == 0:
+        return EvaluationFit(seeds=0)
+    if estimate is None:  # nothing measured yet: take at most half of what is free
+        allow_usd = None if usd is None else usd / 2
+        allow_tokens = None if tokens is None else tokens / 2
+    else:
+        share = 2 * SAFETY * n + 8  # + room for the interceptor's per-call upper-bound reservations
+        allow_usd = None if usd is None else min(usd, estimate.cost_usd * share)
+        allow_tokens = None if tokens is None else min(tokens, estimate.total_tokens * share)
+    if allow_usd is None and allow_tokens is None:
+        return EvaluationFit(seeds=n)
+    allowance = Usage(cost_usd=allow_usd or 0.0, prompt_tokens=int(allow_tokens or 0))
+    return EvaluationFit(seeds=n, allowance=allowance)
+
+
+def proposal_allowance(term: TerminationConfig, spend: Spend, held: Usage) -> float | None:
+    """USD a proposal round may spend on the meta-model (None: no USD budget)."""
+    limits = []
+    if term.max_proposal_spend_usd is not None:
+        limits.append(term.max_proposal_spend_usd - spend.proposal.cost_usd)
+    if term.max_spend_usd is not None:
+        limits.append(term.max_spend_usd - spend.total.cost_usd - held.cost_usd)
+    return max(0.0, min(limits)) if limits else None

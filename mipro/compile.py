@@ -11,7 +11,14 @@ import json
 import re
 from typing import Any
 
-from mipro.types import ChatMessage, CompiledCandidate, FewShotExample, StagePrompt, StageSpec
+from mipro.types import (
+    CandidateChoice,
+    ChatMessage,
+    CompiledCandidate,
+    FewShotExample,
+    StagePrompt,
+    StageSpec,
+)
 
 FOLLOW_SEPARATOR = "\n\n"
 TOOL_RESULT = "ok"
@@ -193,3 +200,26 @@ def render_ready_messages(
 ) -> list[ChatMessage]:
     """The candidate's ready-to-use messages: `compile_messages` on the initial prompt's message patterns."""
     return compile_messages(template, stages, candidate)
+
+
+def compile_choice(
+    stages: list[StageSpec],
+    instructions: list[list[str]],
+    demo_sets: list[list[list[int]]],
+    demo_pool: list[list[FewShotExample]],
+    choice: CandidateChoice,
+) -> CompiledCandidate:
+    """The candidate a choice names: per stage, the chosen instruction and the chosen demo set's demos.
+
+    Before the proposal phase (no instructions yet) every stage has only its baseline instruction, and
+    before bootstrap only the empty demo set.
+    """
+    prompts = []
+    for i, stage in enumerate(stages):
+        texts = instructions[i] if instructions else [stage.baseline_instruction]
+        sets = demo_sets[i] if demo_sets else [[]]
+        demos = [demo_pool[i][j] for j in sets[choice.demo_set[i]]]
+        prompts.append(
+            StagePrompt(stage_id=stage.stage_id, instruction=texts[choice.instruction[i]], demos=demos)
+        )
+    return CompiledCandidate(stages=prompts)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from mipro.budget import price_usd
 from mipro.config import JobConfig
+from mipro.plan import rollout_plan
 from mipro.proposer.examples import MAX_INPUT_CHARS
 from mipro.proposer.meta_prompt import MAX_HISTORY_EACH_SIDE, ProposalContext, build_proposal_messages
 
@@ -95,39 +96,6 @@ def pattern_measurement(config: JobConfig, prompt_tokens: int | None = None) -> 
     )
 
 
-class _Rollouts(BaseModel):
-    """Rollout counts of the smallest and the largest job: baseline prompts and candidate prompts."""
-
-    baseline_low: int
-    candidate_low: int
-    baseline_high: int
-    candidate_high: int
-
-    @property
-    def low(self) -> int:
-        return self.baseline_low + self.candidate_low
-
-    @property
-    def high(self) -> int:
-        return self.baseline_high + self.candidate_high
-
-
-def _rollouts(config: JobConfig) -> _Rollouts:
-    m = config.mipro
-    blocks = len(m.online_pool) // m.batch_size
-    fixed = len(m.bootstrap_train_seeds) + len(m.val_seeds)  # the baseline's bootstrap and validation
-    trials = m.num_iterations * m.num_evaluations_per_iteration * m.batch_size
-    baselines = min(m.num_iterations, blocks) * m.batch_size  # the baseline on each minibatch block
-    promotions = (m.num_iterations // m.validate_every_iterations + 1) * len(m.val_seeds)
-    test = len(m.test_pool)
-    return _Rollouts(
-        baseline_low=fixed + baselines + test,  # the baseline stays best: one test evaluation
-        candidate_low=trials,
-        baseline_high=fixed + baselines + test,
-        candidate_high=trials + promotions + test,  # promotions and the best candidate on the test seeds
-    )
-
-
 class _MetaCalls(BaseModel):
     first_low: int
     later_low: int
@@ -195,9 +163,9 @@ def estimate_job(
     largest_demos = m.max_demo_set_size
     cand_high = base_high + instruction_high + largest_demos * demo_high
     cand_low = max(1.0, base_low - rho * p.baseline_instruction_chars)
-    r = _rollouts(config)
-    prompt_low = k * (r.baseline_low * base_low + r.candidate_low * cand_low)
-    prompt_high = k * (r.baseline_high * base_high + r.candidate_high * cand_high)
+    r = rollout_plan(config)
+    prompt_low = k * (r.baseline_rollouts * base_low + r.candidate_low * cand_low)
+    prompt_high = k * (r.baseline_rollouts * base_high + r.candidate_high * cand_high)
     out_low, out_high = k * r.low * 1, k * r.high * completion_cap
     assumptions.append(
         f"per call: baseline {base_low:,.0f}-{base_high:,.0f} prompt tokens, a candidate up to "

@@ -73,6 +73,8 @@ class JobState(BaseModel):
     started_at: datetime | None = None
     iteration: int = 0
     task_description: str = ""
+    task_app_data_source: str | None = None  # what the task app said it serves, at the health check
+    simulated_llm: bool | None = None  # what the policy's /v1/models said, at the health check
     instructions: list[list[str]] = Field(default_factory=list)  # per stage
     demo_pool: list[list[FewShotExample]] = Field(default_factory=list)  # per stage
     demo_sets: list[list[list[int]]] = Field(default_factory=list)  # per stage: indices into demo_pool

@@ -257,3 +257,22 @@ def test_render_ready_messages_keeps_placeholders() -> None:
     out = render_ready_messages(msgs(), [spec()], cand(NEW, [demo(0)]))
     assert out[0].content == NEW and out[-1].content == USER
     assert "{query}" in (out[-1].content or "")
+
+
+def test_a_choice_compiles_to_its_instruction_and_demo_set() -> None:
+    from mipro.compile import compile_choice
+    from mipro.types import CandidateChoice, ChatMessage, FewShotExample, StageSpec
+
+    stage = StageSpec(stage_id="main", baseline_instruction="Classify.")
+    demos = [
+        FewShotExample(
+            seed=s, stage_id="main", input=f"q{s}", answer=ChatMessage(role="assistant", content="a"), score=1
+        )
+        for s in range(3)
+    ]
+    choice = CandidateChoice(instruction=[1], demo_set=[1])
+    out = compile_choice([stage], [["Classify.", "Label it."]], [[[], [2, 0]]], [demos], choice)
+    assert out.stages[0].instruction == "Label it."
+    assert [d.seed for d in out.stages[0].demos] == [2, 0]
+    before_proposal = compile_choice([stage], [], [], [], CandidateChoice(instruction=[0], demo_set=[0]))
+    assert before_proposal.stages[0].instruction == "Classify." and before_proposal.stages[0].demos == []

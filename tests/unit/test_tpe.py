@@ -139,12 +139,9 @@ async def test_activity_serves_the_same_suggestions_as_suggest() -> None:
     inp = SuggestInput(
         space=space,
         history=[(o.params, o.score, o.n) for o in history],
-        gamma=0.25,
-        n_candidates=32,
-        n_startup_trials=0,
-        epsilon=0.1,
-        alpha=1.0,
-        prior_weight=1.0,
+        tpe=TPESettings(
+            gamma=0.25, n_candidates=32, n_startup_trials=0, epsilon=0.1, alpha=1.0, prior_weight=1.0
+        ),
         seed=5,
         k=4,
         exclude=exclude,

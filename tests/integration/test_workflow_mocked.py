@@ -1,0 +1,162 @@
+"""The workflow alone, fast: the real dev server and MiproWorkflow, with its activities replaced by small
+in-process fakes (as the Temporal samples test workflows). The fakes score a candidate from its instruction
+text, so the test knows which prompt the search must find, and record every call they get."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from mipro.activities.search import suggest_candidates
+from mipro.activity_models import (
+    EvaluateInput,
+    EvaluateOutput,
+    HealthCheckInput,
+    ProposeInput,
+    ProposeOutput,
+    TaskAppInfo,
+)
+from mipro.config import JobConfig
+from mipro.job_models import OptimizationResult
+from mipro.starter import jobs
+from mipro.types import ChatMessage, FewShotExample, SeedOutcome, Usage
+from mipro.workflows.mipro_workflow import MiproWorkflow
+from tests.conftest import SMALL_JOB, job_config
+
+pytestmark = pytest.mark.integration
+
+GOOD = "Answer with the single best intent label; GOOD"
+
+
+def score_of(instruction: str, seed: int) -> float:
+    """The fake task: the GOOD instruction is right on 3 seeds of 4, any other on 1 of 2."""
+    if GOOD in instruction:
+        return 0.0 if seed % 4 == 0 else 1.0
+    return 1.0 if seed % 2 == 0 else 0.0
+
+
+@dataclass
+class FakeActivities:
+    evaluations: list[EvaluateInput] = field(default_factory=list)
+    health_checks: list[HealthCheckInput] = field(default_factory=list)
+    proposals: list[ProposeInput] = field(default_factory=list)
+    failing_labels: tuple[
+        str, ...
+    ] = ()  # evaluations whose label starts with one of these: every rollout fails
+
+    @activity.defn(name="check_task_app")
+    async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
+        self.health_checks.append(inp)
+        return TaskAppInfo(healthy=True, data_source="fake data", simulated_llm=True)
+
+    @activity.defn(name="evaluate_candidate")
+    async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
+        self.evaluations.append(inp)
+        instruction = inp.candidate.stages[0].instruction
+        usage = Usage(calls=1, prompt_tokens=100, completion_tokens=5)
+        if inp.label.startswith(self.failing_labels):
+            return EvaluateOutput(
+                outcomes=[
+                    SeedOutcome(seed=s, error="http_5xx", error_detail="fake outage") for s in inp.seeds
+                ]
+            )
+        outcomes = []
+        for seed in inp.seeds:
+            score = score_of(instruction, seed)
+            example = None
+            if inp.capture_examples:
+                answer = ChatMessage(role="assistant", content=f"label-{seed}")
+                example = FewShotExample(
+                    seed=seed, stage_id="main", input=f"query {seed}", answer=answer, score=score
+                )
+            outcomes.append(SeedOutcome(seed=seed, score=score, usage=usage, example=example))
+        return EvaluateOutput(outcomes=outcomes)
+
+    @activity.defn(name="propose_instructions")
+    async def propose_instructions(self, inp: ProposeInput) -> ProposeOutput:
+        self.proposals.append(inp)
+        texts = [GOOD if k == 1 else f"Plain instruction {k} ({len(inp.existing)})" for k in range(inp.n)]
+        return ProposeOutput(
+            instructions=texts, usage=Usage(calls=inp.n, prompt_tokens=50, completion_tokens=20)
+        )
+
+
+@pytest_asyncio.fixture
+async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, FakeActivities]]:
+    fakes = FakeActivities()
+    task_queue = f"fake-{uuid.uuid4().hex[:8]}"
+    activities = [
+        fakes.check_task_app,
+        fakes.evaluate_candidate,
+        fakes.propose_instructions,
+        suggest_candidates,
+    ]
+    async with Worker(
+        temporal_env.client, task_queue=task_queue, workflows=[MiproWorkflow], activities=activities
+    ):
+        yield task_queue, fakes
+
+
+def fake_config(*overrides: str) -> JobConfig:
+    # URLs nobody calls: every activity is a fake.
+    return job_config("http://127.0.0.1:9", "http://127.0.0.1:9", [*SMALL_JOB, *overrides])
+
+
+async def run_job(env: WorkflowEnvironment, task_queue: str, config: JobConfig) -> OptimizationResult:
+    handle = await jobs.start_job(env.client, config, task_queue=task_queue)
+    return await handle.result()
+
+
+async def test_the_search_finds_the_prompt_the_task_rewards(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    config = fake_config()
+    result = await run_job(temporal_env, task_queue, config)
+
+    assert result.status == "succeeded"
+    # The fakes' space is small (few instructions, few demos): the search may exhaust it before the plan ends.
+    planned = config.mipro.num_iterations * config.mipro.num_evaluations_per_iteration
+    assert 0 < result.total_trials <= planned
+    assert result.total_trials == planned or result.stop_reason == "search_space_exhausted"
+    assert GOOD in result.best.instructions[0]
+    assert result.best_test_score == pytest.approx(0.75, abs=0.1)
+    assert result.baseline_test_score == pytest.approx(0.5, abs=0.1)
+    assert result.task_app_data_source == "fake data"
+    assert result.simulated_llm is True
+    labels = [e.label for e in fakes.evaluations]
+    assert labels[:2] == ["bootstrap", "baseline-val"] or set(labels[:2]) == {"bootstrap", "baseline-val"}
+    assert {"test-best", "test-baseline"} <= set(labels)
+    assert any(label.startswith("val-") for label in labels)
+    assert len(fakes.health_checks) == 1 and len(fakes.proposals) == 1
+
+
+async def test_each_pool_gets_its_own_env_config(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    config = fake_config('pool_env_config.test.split="test"', 'pool_env_config.validation.split="dev"')
+    await run_job(temporal_env, task_queue, config)
+
+    splits = {e.label: e.target.env_config.get("split") for e in fakes.evaluations}
+    assert splits["test-best"] == "test" and splits["test-baseline"] == "test"
+    assert splits["baseline-val"] == "dev"
+    assert all(splits[label] == "dev" for label in splits if label.startswith("val-"))
+    shared = config.env_config.get("split")  # the shipped config's env_config, for every other pool
+    assert shared != "test"
+    assert splits["bootstrap"] == shared
+    assert all(splits[label] == shared for label in splits if label.startswith(("trial-", "baseline-i")))
+    check = fakes.health_checks[0]
+    assert check.pool_splits == {
+        "bootstrap_train_seeds": shared,
+        "online_pool": shared,
+        "val_seeds": "dev",
+        "test_pool": "test",
+    }

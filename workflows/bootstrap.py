@@ -1,0 +1,199 @@
+"""The first phases: the task app's health check, then bootstrap (the baseline on the bootstrap seeds, whose
+good answers become the demo pool, and on the validation seeds)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activities.task_app import TaskAppActivities
+    from mipro.activity_models import EvaluateOutput, HealthCheckInput, TaskAppInfo
+    from mipro.config import PoolName
+    from mipro.demos import build_demo_sets
+    from mipro.errors import FailureType
+    from mipro.proposer.examples import answer_text
+    from mipro.results import mean
+    from mipro.types import SeedOutcome, Usage
+
+from mipro.workflows.evaluation import evaluate
+from mipro.workflows.job import Job
+
+MAX_FAILED_EXAMPLES = 5  # low-scoring baseline rollouts kept for the proposer when no demo was bootstrapped
+
+
+async def health_check(job: Job) -> None:
+    job.set_phase("health_check")
+    cfg, m = job.cfg, job.m
+    pools: dict[str, PoolName] = {
+        "bootstrap_train_seeds": "bootstrap",
+        "online_pool": "online",
+        "val_seeds": "validation",
+        "test_pool": "test",
+    }
+    try:
+        info = await workflow.execute_activity_method(
+            TaskAppActivities.check_task_app,
+            HealthCheckInput(
+                task_app_url=cfg.task_app_url,
+                task_app_api_key_env=cfg.task_app_api_key_env,
+                seed_pools={name: getattr(m, name) for name in pools},
+                split=_split(cfg.env_config),
+                pool_splits={name: _split(cfg.env_config_for(pool)) for name, pool in pools.items()},
+                policy_inference_url=cfg.policy.inference_url,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(
+                maximum_attempts=3, non_retryable_error_types=[FailureType.HEALTH_CHECK]
+            ),
+            summary=f"health check of {cfg.task_app_url}",
+        )
+    except ActivityError as err:
+        message = str(err.cause) if err.cause else str(err)
+        raise ApplicationError(message, type=FailureType.HEALTH_CHECK, non_retryable=True) from None
+    job.s.task_description = m.task_description or _describe(info, job.stages[0].baseline_instruction)
+    job.s.task_app_data_source = info.data_source
+    job.s.simulated_llm = info.simulated_llm
+    job.set_phase("bootstrap")
+
+
+def _split(env_config: Mapping[str, object]) -> str | None:
+    return str(env_config.get("split") or "") or None
+
+
+def _describe(info: TaskAppInfo, fallback: str) -> str:
+    task = (info.task_info or {}).get("taskset") or (info.task_info or {}).get("task") or {}
+    if isinstance(task, dict):
+        text = task.get("description") or task.get("name")
+        if isinstance(text, str) and text:
+            return text
+    return fallback
+
+
+async def bootstrap(job: Job) -> None:
+    m, s = job.m, job.s
+    baseline = job.compile(job.baseline)
+    boot, val = await asyncio.gather(
+        evaluate(job, "bootstrap", baseline, m.bootstrap_train_seeds, "bootstrap", capture=True, sharing=2),
+        evaluate(job, "baseline-val", baseline, m.val_seeds, "validation", sharing=2),
+    )
+    _fail_unless_bootstrapped(boot)
+    job.account(boot.outcomes)
+    job.account(val.outcomes)
+    s.rollout_estimate = _per_rollout(boot.outcomes + val.outcomes)
+    s.baseline_bootstrap_score = mean([o.score for o in boot.outcomes if o.score is not None])
+    key = job.baseline.key
+    s.validation[key] = mean([o.score for o in val.outcomes if o.score is not None]) or 0.0
+    s.best_key = key
+    good = _build_demo_pools(job, boot.outcomes)
+    job.emit(
+        "mipro.bootstrap.progress",
+        f"bootstrap: baseline {s.baseline_bootstrap_score}, {good} demos",
+        {
+            "baseline_score": s.baseline_bootstrap_score,
+            "baseline_validation_score": s.validation[key],
+            "demos": good,
+            "demo_sets": [len(d) for d in s.demo_sets],
+        },
+    )
+    if not good:
+        _warn_no_demos(job, boot)
+    job.set_phase("proposal")
+
+
+def _per_rollout(measured: list[SeedOutcome]) -> Usage | None:
+    """The baseline's mean usage per rollout: what the budget guard scales candidates' estimates from."""
+    if not measured:
+        return None
+    total = Usage()
+    for outcome in measured:
+        total = total.plus(outcome.usage)
+    return Usage(
+        calls=max(1, total.calls // len(measured)),
+        prompt_tokens=total.prompt_tokens // len(measured),
+        completion_tokens=total.completion_tokens // len(measured),
+        cost_usd=total.cost_usd / len(measured),
+    )
+
+
+def _build_demo_pools(job: Job, outcomes: list[SeedOutcome]) -> int:
+    """Per stage, the demo pool (rollouts scoring at least few_shot_score_threshold), the demo sets drawn
+    from it, and (for a stage with no demo) a few failed answers for the proposer. Returns the demo count."""
+    threshold = job.m.few_shot_score_threshold
+    good = [o.example for o in outcomes if o.example is not None and (o.score or 0.0) >= threshold]
+    failed = [o.example for o in outcomes if o.example is not None and (o.score or 0.0) < threshold]
+    for i, stage in enumerate(job.stages):
+        pool = [e for e in good if e.stage_id == stage.stage_id]
+        job.s.demo_pool.append(pool)
+        job.s.failed_examples.append(
+            [] if pool else [e for e in failed if e.stage_id == stage.stage_id][:MAX_FAILED_EXAMPLES]
+        )
+        job.s.demo_sets.append(
+            build_demo_sets(pool, job.m.max_demo_set_size, job.m.max_demo_sets, seed=job.m.seed * 31 + i)
+        )
+    return len(good)
+
+
+def _warn_no_demos(job: Job, boot: EvaluateOutput) -> None:
+    """Say, in a warning event and in the result, that no baseline rollout was good enough for a demo."""
+    threshold = job.m.few_shot_score_threshold
+    scores = [o.score for o in boot.outcomes if o.score is not None]
+    errors: dict[str, int] = {}
+    for o in boot.outcomes:
+        if o.error:
+            errors[o.error] = errors.get(o.error, 0) + 1
+    answers = list(
+        dict.fromkeys(answer_text(o.example.answer)[:80] for o in boot.outcomes if o.example is not None)
+    )[:3]
+    if not scores:
+        message = (
+            f"no rollout reached few_shot_score_threshold ({threshold}): every bootstrap rollout failed "
+            f"({', '.join(f'{k}: {n}' for k, n in sorted(errors.items())) or 'no rollouts'}), so no demo "
+            "was bootstrapped: check the task app and the policy model"
+        )
+    else:
+        lower = " or lower few_shot_score_threshold" if max(scores) > 0 else ""
+        shown = ", ".join(repr(a) for a in answers) or "none captured"
+        message = (
+            f"no rollout reached few_shot_score_threshold ({threshold}): the baseline scored "
+            f"{mean(scores):.3f} on {len(scores)} bootstrap seeds (best {max(scores):.3f}), so no demo "
+            "was bootstrapped: check the answer format the task app parses against what the model "
+            f"answers (e.g. {shown}){lower}. Instructions are proposed from the task description and the "
+            "failed answers."
+        )
+    job.s.warnings.append(message)
+    job.emit(
+        "mipro.bootstrap.warning",
+        message,
+        {
+            "baseline_score": job.s.baseline_bootstrap_score,
+            "few_shot_score_threshold": threshold,
+            "best_score": max(scores) if scores else None,
+            "answers": answers,
+            "errors_by_kind": errors,
+        },
+        level="warning",
+    )
+
+
+def _fail_unless_bootstrapped(boot: EvaluateOutput) -> None:
+    """Errors that no amount of searching can fix end the job here, with a failure that says so."""
+    if boot.skipped_for_budget or (boot.outcomes and all(o.error == "budget" for o in boot.outcomes)):
+        raise ApplicationError(
+            "the budget does not cover the bootstrap: raise the budget or use fewer bootstrap seeds",
+            type=FailureType.BUDGET,
+            non_retryable=True,
+        )
+    if boot.outcomes and all(o.error == "transform" for o in boot.outcomes):
+        raise ApplicationError(
+            "the baseline instruction was not found in the task app's LLM calls "
+            f"({boot.outcomes[0].error_detail}). Copy the system message the task app sends into "
+            "initial_prompt (or set mipro.stages)",
+            type=FailureType.TRANSFORM,
+            non_retryable=True,
+        )

@@ -1,0 +1,92 @@
+"""The end of a job: the best candidate and the baseline on the held-out test seeds, and the result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro import search as decide
+    from mipro.compile import render_ready_messages
+    from mipro.job_models import BestPrompt, JobStatus, OptimizationResult
+    from mipro.results import mean
+    from mipro.types import ChatMessage
+
+from mipro.workflows.evaluation import evaluate
+from mipro.workflows.job import Job
+
+
+async def finish(job: Job, status: JobStatus) -> OptimizationResult:
+    await job.gate()  # a pause that arrived during the last promotion holds the final evaluation
+    job.set_phase("final_eval")
+    best = decide.choice_of(job.s.best_key or job.baseline.key)
+    test = job.m.test_pool
+    runs = [evaluate(job, "test-best", job.compile(best), test, "test", final=True, sharing=2)]
+    if best.key != job.baseline.key:
+        runs.append(
+            evaluate(job, "test-baseline", job.compile(job.baseline), test, "test", final=True, sharing=2)
+        )
+    outs = await asyncio.gather(*runs)
+    for out in outs:
+        job.account(out.outcomes)
+    best_test = mean([o.score for o in outs[0].outcomes if o.score is not None])
+    base_test = mean([o.score for o in outs[-1].outcomes if o.score is not None])
+    job.set_phase("done")
+    job.emit(
+        "mipro.job.completed",
+        f"done: test {base_test} -> {best_test}",
+        {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": job.s.stop_reason},
+    )
+    return result(job, status, test_scores=(base_test, best_test))
+
+
+def cancelled(job: Job) -> OptimizationResult:
+    job.s.stop_reason = "cancelled"
+    job.emit("mipro.job.cancelled", "cancelled: returning the best candidate found so far", level="warning")
+    return result(job, "cancelled", test_scores=(None, None))
+
+
+def best_prompt(job: Job) -> BestPrompt:
+    choice = decide.choice_of(job.s.best_key or job.baseline.key)
+    template = [ChatMessage(role=m.role, content=m.pattern) for m in job.cfg.initial_prompt.ordered()]
+    candidate = job.compile(choice)
+    return BestPrompt(
+        choice=choice,
+        instructions=[p.instruction for p in candidate.stages],
+        messages=render_ready_messages(template, job.stages, candidate),
+    )
+
+
+def result(job: Job, status: JobStatus, test_scores: tuple[float | None, float | None]) -> OptimizationResult:
+    s = job.s
+    job.upsert_search_attributes(status)
+    base_test, best_test = test_scores
+    lift = best_test - base_test if best_test is not None and base_test is not None else None
+    return OptimizationResult(
+        job_id=job.inp.job_id,
+        status=status,
+        stop_reason=s.stop_reason,
+        best=best_prompt(job),
+        baseline_test_score=base_test,
+        best_test_score=best_test,
+        lift=lift,
+        baseline_validation_score=s.validation.get(job.baseline.key),
+        best_validation_score=s.validation.get(s.best_key or ""),
+        total_trials=len(s.trials),
+        total_rollouts=s.counters.rollouts,
+        rollout_errors=s.counters.rollout_errors,
+        errors_by_kind=s.counters.errors_by_kind,
+        trials=s.trials,
+        instructions=s.instructions,
+        validations=s.validations,
+        attempted_candidates=job.summaries(),
+        costs=s.spend,
+        elapsed_seconds=job.elapsed(),
+        # The policy's /v1/models answer at the health check decides, else the configured provider.
+        simulated_llm=s.simulated_llm
+        if s.simulated_llm is not None
+        else job.cfg.policy.provider == "simulated",
+        task_app_data_source=s.task_app_data_source,
+        warnings=list(s.warnings),
+    )

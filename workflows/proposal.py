@@ -1,0 +1,88 @@
+"""Instruction proposal: the meta-model writes instructions per stage, grounded in the task, the demos and
+(when re-proposing mid-search, `generate_at_iterations`) the scores so far."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activities.proposals import ProposalActivities
+    from mipro.activity_models import ProposeInput, ProposeOutput
+    from mipro.budget import proposal_allowance
+    from mipro.results import instruction_scores
+
+from mipro.workflows.job import RETRY, Job
+
+MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
+
+
+async def propose(job: Job) -> None:
+    """The first round: each stage starts from its baseline and the configured candidates."""
+    for i, stage in enumerate(job.stages):
+        job.s.instructions.append([stage.baseline_instruction, *job.m.instruction_candidates])
+        await _propose_for_stage(job, i, max(0, job.m.max_instructions - len(job.s.instructions[i])))
+    job.set_phase("search")
+
+
+async def regenerate(job: Job) -> None:
+    """Propose again mid-search (`generate_at_iterations`), grounded in the scores so far."""
+    job.s.regenerated.append(job.s.iteration)
+    for i in range(len(job.stages)):
+        await _propose_for_stage(job, i, max(1, (job.m.max_instructions - 1) // 2), with_history=True)
+
+
+async def _propose_for_stage(job: Job, i: int, wanted: int, with_history: bool = False) -> None:
+    history = instruction_scores(job.s, i) if with_history else []
+    await job.gate()
+    job.proposals_in_flight += 1
+    try:
+        out = await _propose_activity(job, i, wanted, history)
+    finally:
+        job.proposals_in_flight -= 1
+    job.s.spend.add("proposal", out.usage)
+    first_new = len(job.s.instructions[i]) if with_history else 0
+    job.s.instructions[i].extend(out.instructions)
+    stage_id = job.stages[i].stage_id
+    for j in range(first_new, len(job.s.instructions[i])):
+        job.emit(
+            "mipro.instruction.proposed",
+            f"instruction {j} for {stage_id}",
+            {
+                "iteration": job.s.iteration,
+                "stage_id": stage_id,
+                "instruction_id": j,
+                "instruction_text": job.s.instructions[i][j],
+            },
+        )
+
+
+async def _propose_activity(job: Job, i: int, wanted: int, history: list[tuple[str, float]]) -> ProposeOutput:
+    s, m, term = job.s, job.m, job.cfg.termination
+    stage = job.stages[i]
+    return await workflow.execute_activity_method(
+        ProposalActivities.propose_instructions,
+        ProposeInput(
+            job_id=job.inp.job_id,
+            meta=m.meta,
+            meta_price=job.cfg.pricing.get(m.meta.model),
+            stage=stage,
+            task_description=s.task_description,
+            demos=s.demo_pool[i][:MAX_PROPOSER_EXAMPLES],
+            existing=list(s.instructions[i]),
+            n=wanted,
+            duplicate_retry_limit=m.duplicate_retry_limit,
+            seed=m.seed * 101 + i + 7919 * len(s.regenerated),
+            history=history,
+            failed_examples=s.failed_examples[i] if i < len(s.failed_examples) else [],
+            max_cost_usd=proposal_allowance(term, s.spend, job.reserved),
+            max_tokens=None
+            if term.max_token_limit is None
+            else term.max_token_limit - s.spend.total.total_tokens,
+        ),
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=timedelta(seconds=10),  # heartbeats are sent every second
+        retry_policy=RETRY,
+        summary=f"propose {wanted} instructions for stage {stage.stage_id}",
+    )
