@@ -6,16 +6,17 @@ The file shape follows synth-ai's prompt-learning TOML (`[prompt_learning]`, `in
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from mipro.errors import MIPROConfigurationError
-from mipro.tpe import TPESettings
 from mipro.types import StageSpec
 
 _FIXES: dict[str, str] = {
@@ -80,20 +81,13 @@ class MetaModelConfig(Strict):
     max_tokens: int = Field(default=1024, ge=1)
 
 
-class TPEConfig(TPESettings):
-    """`mipro.tpe`: the settings the TPE runs with (`mipro.tpe.TPESettings`, one model with one set of
-    bounds), refusing unknown keys. `categorical_alpha` is accepted as the name of `alpha`."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _categorical_alpha_is_alpha(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "categorical_alpha" in data:
-            if "alpha" in data:
-                raise ValueError("set one of alpha and categorical_alpha (the same setting), not both")
-            data = {("alpha" if k == "categorical_alpha" else k): v for k, v in data.items()}
-        return data
+class TPEConfig(Strict):
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
+    n_candidates: int = Field(default=32, ge=1)
+    n_startup_trials: int = Field(default=0, ge=0)
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    categorical_alpha: float = Field(default=1.0, gt=0.0)
+    prior_weight: float = Field(default=1.0, ge=0.0)
 
 
 class TerminationConfig(Strict):
@@ -290,12 +284,78 @@ def _strip_inline_secrets(body: dict[str, Any]) -> dict[str, Any]:
 _JSON_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation can be, through Optional/Union and Annotated."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    return [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def _step(annotation: Any, part: str | int) -> list[Any]:
+    """The annotations one location step (a field, a list index, a dict key) below `annotation`."""
+    below: list[Any] = []
+    for member in _members(annotation):
+        origin, args = get_origin(member), get_args(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if isinstance(part, str) and part in member.model_fields:
+                below.append(member.model_fields[part].annotation)
+        elif origin in (list, tuple, set, frozenset) and isinstance(part, int) and args:
+            below.append(args[0])
+        elif origin is dict and len(args) == 2:
+            below.append(args[1])
+    return below
+
+
+def _valid_keys(loc: list[str | int]) -> list[str]:
+    """The keys of the config model(s) at `loc` (a location below `JobConfig`)."""
+    annotations: list[Any] = [JobConfig]
+    for part in loc:
+        annotations = [below for a in annotations for below in _step(a, part)]
+    return sorted({name for a in annotations for m in _models(a) for name in m.model_fields})
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Every key of the config's nested tables: {dotted path: last key}, e.g. "mipro.batch_size"."""
+    found: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        found[path] = name
+        for nested in _models(field.annotation):
+            found |= _all_keys(nested, f"{path}.")
+    return found
+
+
+def unknown_key_fix(loc: list[str | int]) -> str:
+    """How to fix the unknown key at `loc`: the closest valid key of that table (`did you mean ...?`), else
+    a key of that name elsewhere in the config, else the table's keys."""
+    *parent, key = loc
+    valid = _valid_keys(parent)
+    if isinstance(key, str):
+        if close := difflib.get_close_matches(key, valid, n=1, cutoff=0.6):
+            return f"did you mean `{close[0]}`?"
+        here = ".".join(str(p) for p in parent)
+        elsewhere = {p: name for p, name in _all_keys(JobConfig).items() if p.rpartition(".")[0] != here}
+        if close := difflib.get_close_matches(key, sorted(set(elsewhere.values())), n=1, cutoff=0.8):
+            path = min((p for p, name in elsewhere.items() if name == close[0]), key=len)
+            return f"it belongs in another table: did you mean `{path}`?"
+    if valid:
+        return f"remove it or check its spelling; valid keys here: {', '.join(valid)}"
+    return _FIXES["extra_forbidden"]
+
+
 def _error_from_validation(exc: ValidationError) -> MIPROConfigurationError:
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if p not in _JSON_UNION_TAGS]
-        field = ".".join(["prompt_learning", *loc])
-        fix = _FIXES.get(err["type"], "")
+        loc = [p for p in err["loc"] if p not in _JSON_UNION_TAGS]
+        field = ".".join(["prompt_learning", *(str(p) for p in loc)])
+        fix = unknown_key_fix(loc) if err["type"] == "extra_forbidden" else _FIXES.get(err["type"], "")
         problems.append((field, err["msg"], fix))
     return MIPROConfigurationError(problems)
 
