@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from mipro.errors import MIPROConfigurationError
+from mipro.tpe import TPESettings
 from mipro.types import StageSpec
 
 _FIXES: dict[str, str] = {
@@ -81,13 +82,20 @@ class MetaModelConfig(Strict):
     max_tokens: int = Field(default=1024, ge=1)
 
 
-class TPEConfig(Strict):
-    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
-    n_candidates: int = Field(default=32, ge=1)
-    n_startup_trials: int = Field(default=0, ge=0)
-    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
-    categorical_alpha: float = Field(default=1.0, gt=0.0)
-    prior_weight: float = Field(default=1.0, ge=0.0)
+class TPEConfig(TPESettings):
+    """`mipro.tpe`: the settings the TPE runs with (`mipro.tpe.TPESettings`, one model with one set of
+    bounds), refusing unknown keys. `categorical_alpha` is accepted as the name of `alpha`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _categorical_alpha_is_alpha(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "categorical_alpha" in data:
+            if "alpha" in data:
+                raise ValueError("set one of alpha and categorical_alpha (the same setting), not both")
+            data = {("alpha" if k == "categorical_alpha" else k): v for k, v in data.items()}
+        return data
 
 
 class TerminationConfig(Strict):
