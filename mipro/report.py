@@ -34,6 +34,7 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:18px;margin:28px 0 8px;border-bott
 h3{font-size:15px;margin:4px 0}.muted{color:#6b7280}
 .sim{background:#fef3c7;border:2px solid #d97706;color:#92400e;font-weight:700;padding:10px 14px;
  margin:10px 0;font-size:18px;letter-spacing:.04em}
+.prov{margin:4px 0;font-size:14px}.prov code{background:#f3f4f6;padding:1px 4px;word-break:break-all}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;background:#e5e7eb;font-weight:600}
 .succeeded{background:#dcfce7;color:#166534}.cancelled,.terminated{background:#fef9c3;color:#854d0e}
 .failed{background:#fee2e2;color:#991b1b}
@@ -381,12 +382,37 @@ def chart(title: str, body: str) -> str:
     return f'<div class="chart"><h3>{esc(title)}</h3>{body}</div>'
 
 
+def is_fallback_data(source: str | None) -> bool:
+    """The example task apps name their small built-in set `fallback: ...` (not the real dataset)."""
+    return bool(source) and str(source).startswith("fallback")
+
+
+def provenance(result: OptimizationResult) -> str:
+    """What the scores come from: the LLM (simulated or not) and the data the task app said it served."""
+    llm = "<b>simulated</b> (mipro.simllm)" if result.simulated_llm else "<b>not simulated</b>"
+    source = result.task_app_data_source
+    data = (
+        f"<code>{esc(source)}</code>"
+        if source
+        else '<span class="muted">unknown (the task app did not say which data it serves)</span>'
+    )
+    return f'<p class="prov">LLM {llm} · task app data {data}</p>'
+
+
 def header(result: OptimizationResult) -> str:
     sim = "SIMULATED LLM — scores come from a simulated model, not a real LLM"
-    banner = f'<div class="sim">{sim}</div>' if result.simulated_llm else ""
+    banners = [f'<div class="sim">{sim}</div>'] if result.simulated_llm else []
+    if is_fallback_data(result.task_app_data_source):
+        banners.append(
+            '<div class="sim">FALLBACK DATA — the task app served its small built-in set, not the real '
+            "dataset: scores say nothing about the real task</div>"
+        )
     status = f'<span class="badge {esc(result.status)}">{esc(result.status)}</span>'
     stop = f"stop reason <b>{esc(result.stop_reason or '—')}</b>"
-    return f"<h1>MIPROv2 report — {esc(result.job_id)}</h1>{banner}<p>status {status} · {stop}</p>"
+    return (
+        f"<h1>MIPROv2 report — {esc(result.job_id)}</h1>{''.join(banners)}{provenance(result)}"
+        f"<p>status {status} · {stop}</p>"
+    )
 
 
 def render_report(result: OptimizationResult) -> str:

@@ -32,7 +32,11 @@ INSTRUCTIONS = [
 
 
 def make_result(
-    stages: int = 1, trials: int = 20, validations: int = 3, simulated: bool = True
+    stages: int = 1,
+    trials: int = 20,
+    validations: int = 3,
+    simulated: bool = True,
+    data_source: str | None = None,
 ) -> OptimizationResult:
     records = [
         TrialRecord(
@@ -125,6 +129,7 @@ def make_result(
         ),
         elapsed_seconds=4.0 * trials + 20.0,
         simulated_llm=simulated,
+        task_app_data_source=data_source,
     )
 
 
@@ -156,6 +161,37 @@ def test_report_not_simulated() -> None:
     page = render_report(make_result(simulated=False))
     assert "SIMULATED LLM" not in page
     assert page.count("<svg") == 4
+
+
+def top_of(page: str) -> str:
+    """The page above its summary table: the title, the banners and the provenance line."""
+    return page[: page.index("<h2>Summary</h2>")]
+
+
+def test_report_names_the_data_and_the_llm_near_the_top() -> None:
+    page = render_report(make_result(data_source="dir:/data/shared/datasets/banking77"))
+    assert_self_contained(page)
+    top = top_of(page)
+    assert "task app data <code>dir:/data/shared/datasets/banking77</code>" in top
+    assert "LLM <b>simulated</b>" in top and "SIMULATED LLM" in top and "FALLBACK DATA" not in page
+    real = top_of(render_report(make_result(simulated=False, data_source="dir:/d")))
+    assert "LLM <b>not simulated</b>" in real and "SIMULATED LLM" not in real
+
+
+def test_report_flags_the_fallback_set() -> None:
+    source = "fallback: small built-in intent set (12 intents), NOT Banking77 (fallback_intents.json)"
+    top = top_of(render_report(make_result(simulated=False, data_source=source)))
+    assert "FALLBACK DATA" in top and f"<code>{source}</code>" in top
+
+
+def test_report_escapes_the_data_source_and_says_when_it_is_unknown() -> None:
+    page = render_report(make_result(data_source=f"dir:/tmp/{EVIL}"))
+    assert EVIL not in page and "<code>dir:/tmp/&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page
+    unknown = top_of(render_report(make_result()))
+    assert "task app data" in unknown and "unknown (the task app did not say" in unknown
+    download = render_report(make_result(data_source="download:https://example.org/banking_data"))
+    assert "<code>download:https://example.org/banking_data</code>" in download  # text, never a link
+    assert "<a " not in download and 'src="http' not in download
 
 
 def test_report_zero_trials() -> None:
