@@ -86,8 +86,13 @@ class EvaluateInput(BaseModel):
 class EvaluateOutput(BaseModel):
     outcomes: list[SeedOutcome]  # in the order of `seeds`
     skipped_for_budget: bool = False
+    halted: bool = False  # not run: the job had stopped (set by the workflow, never by the activity)
     # Spent by crashed attempts on seeds they did not finish (their finished seeds are in `outcomes`).
     lost_usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def ran(self) -> bool:
+        return not (self.skipped_for_budget or self.halted)
 
     @property
     def usage(self) -> Usage:

@@ -40,6 +40,9 @@ class Counters(BaseModel):
     rollout_errors: int = 0
     consecutive_errors: int = 0
     errors_by_kind: dict[str, int] = Field(default_factory=dict)
+    # Failed attempts whose seed was run again (an app blip, an outage): counted as rollouts and by kind,
+    # but not as errors, so a blip cannot trip max_consecutive_errors; a seed that keeps failing does.
+    rerun_errors: int = 0
 
     def record(self, ok: bool, kind: str | None) -> None:
         if kind == "budget":  # refused by the budget guard: not a rollout, not a task-app error
@@ -53,6 +56,22 @@ class Counters(BaseModel):
         self.consecutive_errors += 1
         if kind:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+
+    def record_rerun(self, kind: str | None) -> None:
+        self.rollouts += 1
+        self.rerun_errors += 1
+        if kind:
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+
+ERROR_STOPS = frozenset({"max_consecutive_errors", "max_error_rate"})
+BUDGET_STOPS = frozenset(
+    {"max_spend_usd", "max_rollout_spend_usd", "max_proposal_spend_usd", "max_token_limit", "budget"}
+)
+# After these nothing new starts: no trial, no promotion. The final test evaluation still runs (from the
+# budget kept back for it) unless the job stopped on errors.
+HALTING_STOPS = ERROR_STOPS | BUDGET_STOPS | {"max_duration_minutes", "cancelled"}
 
 
 def termination_reason(

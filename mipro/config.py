@@ -14,7 +14,15 @@ import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    NonNegativeFloat,
+    ValidationError,
+    model_validator,
+)
 
 from mipro.errors import MIPROConfigurationError
 from mipro.tpe import TPESettings
@@ -133,6 +141,10 @@ class MiproSettings(Strict):
     instruction_candidates: list[str] = Field(default_factory=list)
     rollout_timeout_seconds: float = Field(default=120.0, gt=0, le=86_400)
     rollout_retries: int = Field(default=2, ge=0)
+    # Failed rollouts (transient errors) run again after these pauses, each after a health check that waits
+    # out an outage; a seed still failing after the last is an error. About a minute: outlasts a restart.
+    rerun_delays_seconds: list[NonNegativeFloat] = Field(default=[2.0, 5.0, 15.0, 40.0], max_length=20)
+    outage_poll_max_seconds: float = Field(default=60.0, gt=0, le=3600)  # health checks while waiting
     continue_as_new_every_trials: int = Field(default=200, ge=1)
     # Iteration 0 tries each instruction with the full-size demo set before the TPE takes over.
     informative_first_iteration: bool = True

@@ -84,6 +84,8 @@ class JobState(BaseModel):
     trials: list[TrialRecord] = Field(default_factory=list)
     online_cache: dict[str, dict[int, float]] = Field(default_factory=dict)  # candidate hash -> seed -> score
     validation: dict[str, float] = Field(default_factory=dict)  # candidate key -> validation mean
+    # candidate key -> {seed: score} on the validation seeds it scored: promotions compare paired seeds
+    validation_seeds: dict[str, dict[int, float]] = Field(default_factory=dict)
     validations: list[ValidationRecord] = Field(default_factory=list)
     best_key: str | None = None
     spend: Spend = Field(default_factory=Spend)
@@ -93,6 +95,8 @@ class JobState(BaseModel):
     next_seq: int = 1
     stop_reason: str | None = None
     paused: bool = False
+    waiting_for_task_app: bool = False  # the task app failed its health check mid-job: waiting, pause-like
+    failing_seeds: list[str] = Field(default_factory=list)  # "pool:seed" failing every re-run, app answering
     rollout_estimate: Usage | None = None  # mean usage of one baseline rollout, measured at bootstrap
     runs: int = 1  # workflow runs so far (continue-as-new starts a new one)
     regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
@@ -133,6 +137,7 @@ class Progress(BaseModel):
     eta_seconds: float | None
     started_at: datetime | None = None  # None until the job starts (auto_start = false)
     paused: bool = False
+    waiting_for_task_app: bool = False  # an outage is being waited out (resumes by itself)
     evaluations_in_flight: int = 0  # evaluation activities running (trials, baselines, validations)
     proposals_in_flight: int = 0  # meta-model proposal activities running
     stop_reason: str | None = None
@@ -157,6 +162,7 @@ class OptimizationResult(BaseModel):
     total_trials: int
     total_rollouts: int
     rollout_errors: int
+    rerun_errors: int = 0  # failed attempts of seeds that were run again (not in rollout_errors)
     errors_by_kind: dict[str, int]
     attempted_candidates: list[CandidateSummary]
     instructions: list[list[str]]  # per stage, by index: the texts behind every candidate's choice

@@ -4,17 +4,12 @@ good answers become the demo pool, and on the validation seeds)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from mipro.activities.task_app import TaskAppActivities
-    from mipro.activity_models import EvaluateOutput, HealthCheckInput, TaskAppInfo
-    from mipro.config import PoolName
+    from mipro.activity_models import EvaluateOutput, TaskAppInfo
     from mipro.demos import build_demo_sets
     from mipro.errors import FailureType
     from mipro.proposer.examples import answer_text
@@ -23,47 +18,22 @@ with workflow.unsafe.imports_passed_through():
 
 from mipro.workflows.evaluation import evaluate
 from mipro.workflows.job import Job
+from mipro.workflows.promotion import record_validation
+from mipro.workflows.task_app_health import check_task_app
 
+DATA_SOURCE_MEMO_PATCH = "data-source-memo"  # runs recorded before the memo carried the app's data source
 MAX_FAILED_EXAMPLES = 5  # low-scoring baseline rollouts kept for the proposer when no demo was bootstrapped
 
 
 async def health_check(job: Job) -> None:
     job.set_phase("health_check")
-    cfg, m = job.cfg, job.m
-    pools: dict[str, PoolName] = {
-        "bootstrap_train_seeds": "bootstrap",
-        "online_pool": "online",
-        "val_seeds": "validation",
-        "test_pool": "test",
-    }
-    try:
-        info = await workflow.execute_activity_method(
-            TaskAppActivities.check_task_app,
-            HealthCheckInput(
-                task_app_url=cfg.task_app_url,
-                task_app_api_key_env=cfg.task_app_api_key_env,
-                seed_pools={name: getattr(m, name) for name in pools},
-                split=_split(cfg.env_config),
-                pool_splits={name: _split(cfg.env_config_for(pool)) for name, pool in pools.items()},
-                policy_inference_url=cfg.policy.inference_url,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                maximum_attempts=3, non_retryable_error_types=[FailureType.HEALTH_CHECK]
-            ),
-            summary=f"health check of {cfg.task_app_url}",
-        )
-    except ActivityError as err:
-        message = str(err.cause) if err.cause else str(err)
-        raise ApplicationError(message, type=FailureType.HEALTH_CHECK, non_retryable=True) from None
-    job.s.task_description = m.task_description or _describe(info, job.stages[0].baseline_instruction)
+    info = await check_task_app(job)
+    job.s.task_description = job.m.task_description or _describe(info, job.stages[0].baseline_instruction)
     job.s.task_app_data_source = info.data_source
     job.s.simulated_llm = info.simulated_llm
+    if info.data_source and workflow.patched(DATA_SOURCE_MEMO_PATCH):  # `mipro list` shows it
+        workflow.upsert_memo({"task_app_data_source": info.data_source})
     job.set_phase("bootstrap")
-
-
-def _split(env_config: Mapping[str, object]) -> str | None:
-    return str(env_config.get("split") or "") or None
 
 
 def _describe(info: TaskAppInfo, fallback: str) -> str:
@@ -88,7 +58,7 @@ async def bootstrap(job: Job) -> None:
     s.rollout_estimate = _per_rollout(boot.outcomes + val.outcomes)
     s.baseline_bootstrap_score = mean([o.score for o in boot.outcomes if o.score is not None])
     key = job.baseline.key
-    s.validation[key] = mean([o.score for o in val.outcomes if o.score is not None]) or 0.0
+    record_validation(job, key, val.outcomes)
     s.best_key = key
     good = _build_demo_pools(job, boot.outcomes)
     job.emit(
@@ -96,7 +66,7 @@ async def bootstrap(job: Job) -> None:
         f"bootstrap: baseline {s.baseline_bootstrap_score}, {good} demos",
         {
             "baseline_score": s.baseline_bootstrap_score,
-            "baseline_validation_score": s.validation[key],
+            "baseline_validation_score": s.validation.get(key),
             "demos": good,
             "demo_sets": [len(d) for d in s.demo_sets],
         },

@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.activities.task_app import TaskAppActivities
     from mipro.activity_models import EvaluateInput, EvaluateOutput
     from mipro.budget import (
+        HALTING_STOPS,
         EvaluationFit,
         budget_name,
         candidate_estimate,
@@ -22,6 +23,9 @@ with workflow.unsafe.imports_passed_through():
     from mipro.types import CandidateChoice, CompiledCandidate, Usage
 
 from mipro.workflows.job import RETRY, Job
+from mipro.workflows.task_app_health import wait_out_outage
+
+TRANSIENT_ERRORS = frozenset({"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"})
 
 
 async def evaluate(
@@ -36,10 +40,89 @@ async def evaluate(
 ) -> EvaluateOutput:
     """Evaluate a candidate on seeds of `pool`, within the budgets: shrunk to what fits, or skipped.
 
+    Rollouts that failed on a transient error (the app or the LLM unreachable, 5xx, timeouts) are run again
+    until they score or the job stops, so a comparison never rests on the seeds an outage happened to hit.
     `sharing` is how many evaluations run side by side; they split `max_concurrent` rollouts, so a lone
     evaluation (a promotion, a baseline block) uses all of it.
     """
+    out = await _run_once(job, label, candidate, seeds, pool, capture, final, sharing)
+    # Failed rollouts run again after each pause of mipro.rerun_delays_seconds (about a minute in all:
+    # longer than an app restart), each after a health check that waits out an outage. A seed still
+    # failing after the last, with the app answering, fails for a reason of its own: it is an error, and
+    # later evaluations try it once instead of waiting for it again.
+    for rerun, delay in enumerate(job.m.rerun_delays_seconds, start=1):
+        failed = [
+            o for o in out.outcomes if o.error in TRANSIENT_ERRORS and not _known_bad(job, pool, o.seed)
+        ]
+        if not failed or _halted(job, final):
+            return out
+        job.emit(
+            "mipro.evaluation.rerun",
+            f"{label}: {len(failed)} rollouts failed ({failed[0].error}): run again in {delay:g} s",
+            {"label": label, "seeds": [o.seed for o in failed], "round": rerun, "delay_seconds": delay},
+            level="warning",
+        )
+        await workflow.sleep(timedelta(seconds=delay))
+        if not await wait_out_outage(job) or _halted(job, final):
+            return out
+        again = await _run_once(
+            job, f"{label}-rerun{rerun}", candidate, [o.seed for o in failed], pool, capture, final, sharing
+        )
+        if not again.ran:
+            return out
+        for o in failed:  # the failed attempts spent and ran: counted, but not as the seed's outcome
+            job.s.spend.add("rollout", o.usage)
+            job.s.counters.record_rerun(o.error)
+        out = _merged(out, again)
+    _remember_bad_seeds(job, label, pool, out)
+    return out
+
+
+def _known_bad(job: Job, pool: PoolName, seed: int) -> bool:
+    return f"{pool}:{seed}" in job.s.failing_seeds
+
+
+def _remember_bad_seeds(job: Job, label: str, pool: PoolName, out: EvaluateOutput) -> None:
+    bad = [o.seed for o in out.outcomes if o.error in TRANSIENT_ERRORS and not _known_bad(job, pool, o.seed)]
+    if not bad or not job.m.rerun_delays_seconds:
+        return
+    job.s.failing_seeds.extend(f"{pool}:{seed}" for seed in bad)
+    job.emit(
+        "mipro.seed.failing",
+        f"{label}: {pool} seeds {bad} still fail after every re-run while the task app answers: counted as "
+        "errors, tried once from now on",
+        {"label": label, "pool": pool, "seeds": bad},
+        level="warning",
+    )
+
+
+def _halted(job: Job, final: bool) -> bool:
+    """After a halting stop nothing new starts, except the final test evaluation (its budget is kept back)."""
+    job.check_termination()
+    return not final and job.s.stop_reason in HALTING_STOPS
+
+
+def _merged(out: EvaluateOutput, again: EvaluateOutput) -> EvaluateOutput:
+    by_seed = {o.seed: o for o in again.outcomes}
+    return EvaluateOutput(
+        outcomes=[by_seed.get(o.seed, o) for o in out.outcomes],
+        lost_usage=out.lost_usage.plus(again.lost_usage),
+    )
+
+
+async def _run_once(
+    job: Job,
+    label: str,
+    candidate: CompiledCandidate,
+    seeds: list[int],
+    pool: PoolName,
+    capture: bool,
+    final: bool,
+    sharing: int,
+) -> EvaluateOutput:
     await job.gate()
+    if _halted(job, final):
+        return EvaluateOutput(outcomes=[], halted=True)
     fit = _fit(job, candidate, len(seeds), final)
     if fit.seeds == 0:
         job.stop(budget_name(job.cfg.termination, job.s.spend))

@@ -8,6 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
+    from mipro.budget import ERROR_STOPS
     from mipro.compile import render_ready_messages
     from mipro.job_models import BestPrompt, JobStatus, OptimizationResult
     from mipro.results import mean
@@ -17,7 +18,9 @@ from mipro.workflows.evaluation import evaluate
 from mipro.workflows.job import Job
 
 
-async def finish(job: Job, status: JobStatus) -> OptimizationResult:
+async def finish(job: Job) -> OptimizationResult:
+    if job.s.stop_reason in ERROR_STOPS:
+        return stopped_on_errors(job)
     await job.gate()  # a pause that arrived during the last promotion holds the final evaluation
     job.set_phase("final_eval")
     best = decide.choice_of(job.s.best_key or job.baseline.key)
@@ -38,7 +41,23 @@ async def finish(job: Job, status: JobStatus) -> OptimizationResult:
         f"done: test {base_test} -> {best_test}",
         {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": job.s.stop_reason},
     )
-    return result(job, status, test_scores=(base_test, best_test))
+    return result(job, "succeeded", test_scores=(base_test, best_test))
+
+
+def stopped_on_errors(job: Job) -> OptimizationResult:
+    """Rollouts kept failing while the task app answered its health check: the job ends with the best
+    candidate validated so far and no test scores (a test evaluation against a failing app is noise)."""
+    errors = ", ".join(f"{kind}: {n}" for kind, n in sorted(job.s.counters.errors_by_kind.items()))
+    message = (
+        f"stopped on errors ({job.s.stop_reason}): {job.s.counters.rollout_errors} of "
+        f"{job.s.counters.rollouts} rollouts failed ({errors or 'no detail'}); no final test evaluation"
+    )
+    job.s.warnings.append(message)
+    job.set_phase("done")
+    job.emit(
+        "mipro.job.stopped", message, {"stop_reason": job.s.stop_reason, "errors_by_kind": errors}, "error"
+    )
+    return result(job, "stopped_on_errors", test_scores=(None, None))
 
 
 def cancelled(job: Job) -> OptimizationResult:
@@ -76,6 +95,7 @@ def result(job: Job, status: JobStatus, test_scores: tuple[float | None, float |
         total_trials=len(s.trials),
         total_rollouts=s.counters.rollouts,
         rollout_errors=s.counters.rollout_errors,
+        rerun_errors=s.counters.rerun_errors,
         errors_by_kind=s.counters.errors_by_kind,
         trials=s.trials,
         instructions=s.instructions,

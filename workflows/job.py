@@ -192,6 +192,7 @@ class Job:
             eta_seconds=eta,
             started_at=self.s.started_at,
             paused=self.s.paused,
+            waiting_for_task_app=self.s.waiting_for_task_app,
             evaluations_in_flight=self.evaluations_in_flight,
             proposals_in_flight=self.proposals_in_flight,
             stop_reason=self.s.stop_reason,

@@ -55,7 +55,7 @@ class MiproWorkflow:
                 await propose(job)
             if s.phase == "search":
                 await search(job)
-            return await finish(job, "succeeded")
+            return await finish(job)
         except BaseException as exc:  # cancellation: a CancelledError, or an ActivityError around one
             if not is_cancelled_exception(exc):
                 raise

@@ -1,5 +1,9 @@
 """Promotion: the leader (best shrunk paired lift, not yet validated) is evaluated on the validation seeds
-and becomes the best candidate if it beats the incumbent there."""
+and becomes the best candidate if it beats the incumbent there, compared on the seeds both scored.
+
+A validation in which no rollout scored has no score: it is reported and decides nothing (the leader stays
+unvalidated and is tried again at the next promotion).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
-    from mipro.job_models import ValidationRecord
+    from mipro.job_models import CandidateSummary, ValidationRecord
     from mipro.results import mean
+    from mipro.types import SeedOutcome
 
 from mipro.workflows.evaluation import evaluate
 from mipro.workflows.job import Job
@@ -19,17 +24,85 @@ async def promote(job: Job) -> None:
     top = decide.leader(job.summaries(), s.validation, job.m.batch_size)
     if top is None:
         return
-    label = f"val-{top.key.replace('|', '_').replace(':', '-')}"
-    out = await evaluate(job, label, job.compile(top.choice), job.m.val_seeds, "validation")
+    out = await evaluate(job, _label(top.key), job.compile(top.choice), job.m.val_seeds, "validation")
     job.account(out.outcomes)
-    score = mean([o.score for o in out.outcomes if o.score is not None]) or 0.0
-    s.validation[top.key] = score
+    if not out.ran:
+        return
+    if not record_validation(job, top.key, out.outcomes):
+        job.emit(
+            "mipro.fulleval.failed",
+            f"validation of {top.key}: no rollout scored, so it has no score and decides nothing",
+            {"iteration": s.iteration, "candidate": top.key, "errors": [o.error for o in out.outcomes]},
+            level="warning",
+        )
+        return
+    incumbent = s.best_key or job.baseline.key
+    await _complete_incumbent(job, incumbent, top.key)
+    improved = _beats(job, top.key, incumbent)
+    _report(job, top, improved)
+    if improved:
+        s.best_key = top.key
+
+
+def record_validation(job: Job, key: str, outcomes: list[SeedOutcome]) -> bool:
+    """Keep a candidate's validation scores per seed (and their mean). False: no rollout scored."""
+    scores = {o.seed: o.score for o in outcomes if o.score is not None}
+    if not scores:
+        return False
+    per_seed = job.s.validation_seeds.setdefault(key, {})
+    per_seed.update(scores)
+    job.s.validation[key] = mean(list(per_seed.values())) or 0.0
+    return True
+
+
+async def _complete_incumbent(job: Job, incumbent: str, challenger: str) -> None:
+    """Score the incumbent on the validation seeds the challenger scored and it did not (its own validation
+    lost them to failures), so the comparison is paired on the same seeds."""
+    s = job.s
+    if _legacy(job, incumbent):
+        return
+    have = s.validation_seeds.get(incumbent, {})
+    missing = [
+        seed for seed in job.m.val_seeds if seed in s.validation_seeds[challenger] and seed not in have
+    ]
+    if not missing:
+        return
+    choice = decide.choice_of(incumbent)
+    out = await evaluate(job, _label(incumbent) + "-paired", job.compile(choice), missing, "validation")
+    job.account(out.outcomes)
+    record_validation(job, incumbent, out.outcomes)
+
+
+def _beats(job: Job, challenger: str, incumbent: str) -> bool:
+    """Whether the challenger's mean beats the incumbent's on the validation seeds both scored."""
+    s = job.s
+    if _legacy(job, incumbent):
+        return s.validation[challenger] > s.validation[incumbent]
+    mine, theirs = s.validation_seeds[challenger], s.validation_seeds.get(incumbent, {})
+    shared = [seed for seed in mine if seed in theirs]
+    if not shared:
+        return False  # nothing to compare on: the incumbent stays
+    return (mean([mine[x] for x in shared]) or 0.0) > (mean([theirs[x] for x in shared]) or 0.0)
+
+
+def _legacy(job: Job, key: str) -> bool:
+    """State carried from a run that kept validation means only (no per-seed scores): compare the means."""
+    return key in job.s.validation and key not in job.s.validation_seeds
+
+
+def _label(key: str) -> str:
+    return f"val-{key.replace('|', '_').replace(':', '-')}"
+
+
+def _report(job: Job, top: CandidateSummary, improved: bool) -> None:
+    s = job.s
+    score = s.validation[top.key]
+    num_seeds = len(s.validation_seeds.get(top.key, {})) or len(job.m.val_seeds)
     job.emit(
         "mipro.fulleval.complete",
         f"validation of {top.key}: {score:.3f}",
-        {"iteration": s.iteration, "candidate": top.key, "score": score, "num_seeds": len(job.m.val_seeds)},
+        {"iteration": s.iteration, "candidate": top.key, "score": score, "num_seeds": num_seeds},
     )
-    improved = score > s.validation.get(s.best_key or "", 0.0)
     s.validations.append(
         ValidationRecord(
             after_trials=len(s.trials),
@@ -41,7 +114,6 @@ async def promote(job: Job) -> None:
         )
     )
     if improved:
-        s.best_key = top.key
         job.emit(
             "mipro.new_incumbent",
             f"new best {top.key}: validation {score:.3f}",

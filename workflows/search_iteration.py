@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.activities.search import suggest_candidates
     from mipro.activity_models import EvaluateOutput, SuggestInput
+    from mipro.budget import HALTING_STOPS
     from mipro.job_models import TrialRecord
     from mipro.minibatches import minibatch_blocks
     from mipro.results import lift_stats, mean
@@ -48,7 +49,8 @@ async def search(job: Job) -> None:
         job.update_details()
         job.upsert_search_attributes()
         await job.continue_as_new_if_due()
-    await promote(job)
+    if s.stop_reason not in HALTING_STOPS:  # the last iterations' leader, unless the job was stopped
+        await promote(job)
 
 
 async def _ensure_baseline_on(job: Job, seeds: list[int]) -> None:
@@ -138,7 +140,7 @@ async def _run_trials(job: Job, choices: list[CandidateChoice], seeds: list[int]
 
     outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
     for choice, out in zip(choices, outs, strict=True):
-        if out is not None and not out.skipped_for_budget:
+        if out is not None and out.ran:
             _record_trial(job, choice, seeds, out)
 
 

@@ -230,7 +230,13 @@ async def test_task_app_faults_are_counted_exactly_retried_and_never_scored(
         garbage_seeds=kinds["bad_json"],
     )
     with BackgroundServer(app) as server:
-        overrides = [*SMALL_JOB, f"mipro.rollout_retries={retries}", "mipro.rollout_timeout_seconds=2"]
+        # No workflow-level re-runs: this counts the activity layer's retries exactly (re-runs: test_outages).
+        overrides = [
+            *SMALL_JOB,
+            f"mipro.rollout_retries={retries}",
+            "mipro.rollout_timeout_seconds=2",
+            "mipro.rerun_delays_seconds=[]",
+        ]
         config = job_config(server.url, simllm.url, overrides)
         client = temporal_env.client
         async with running_worker(client, WorkerOptions(task_queue=task_queue)):

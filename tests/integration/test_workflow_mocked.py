@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -24,9 +25,10 @@ from mipro.activity_models import (
     TaskAppInfo,
 )
 from mipro.config import JobConfig
-from mipro.job_models import OptimizationResult
+from mipro.errors import FailureType
+from mipro.job_models import EventsQuery, OptimizationResult
 from mipro.starter import jobs
-from mipro.types import ChatMessage, FewShotExample, SeedOutcome, Usage
+from mipro.types import ChatMessage, ErrorKind, FewShotExample, SeedOutcome, Usage
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
 
@@ -47,26 +49,33 @@ class FakeActivities:
     evaluations: list[EvaluateInput] = field(default_factory=list)
     health_checks: list[HealthCheckInput] = field(default_factory=list)
     proposals: list[ProposeInput] = field(default_factory=list)
-    failing_labels: tuple[
-        str, ...
-    ] = ()  # evaluations whose label starts with one of these: every rollout fails
+    failing_labels: tuple[str, ...] = ()  # evaluations whose label starts with one of these fail
+    failing_error: ErrorKind = "no_reward"  # a kind that is not re-run
+    outage_at: str | None = None  # the app goes down when an evaluation with this label starts ...
+    outage_checks: int = 0  # ... and answers again after this many failed health checks
+    down: bool = False
 
     @activity.defn(name="check_task_app")
     async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
         self.health_checks.append(inp)
+        if self.down:
+            self.outage_checks -= 1
+            self.down = self.outage_checks > 0
+            raise ApplicationError("connection refused (fake outage)", type=FailureType.HEALTH_CHECK)
         return TaskAppInfo(healthy=True, data_source="fake data", simulated_llm=True)
 
     @activity.defn(name="evaluate_candidate")
     async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
         self.evaluations.append(inp)
+        if inp.label == self.outage_at:
+            self.down = True
+        if self.down or inp.label.startswith(self.failing_labels):
+            kind: ErrorKind = "connection" if self.down else self.failing_error
+            return EvaluateOutput(
+                outcomes=[SeedOutcome(seed=s, error=kind, error_detail="fake") for s in inp.seeds]
+            )
         instruction = inp.candidate.stages[0].instruction
         usage = Usage(calls=1, prompt_tokens=100, completion_tokens=5)
-        if inp.label.startswith(self.failing_labels):
-            return EvaluateOutput(
-                outcomes=[
-                    SeedOutcome(seed=s, error="http_5xx", error_detail="fake outage") for s in inp.seeds
-                ]
-            )
         outcomes = []
         for seed in inp.seeds:
             score = score_of(instruction, seed)
@@ -105,13 +114,19 @@ async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[
 
 
 def fake_config(*overrides: str) -> JobConfig:
-    # URLs nobody calls: every activity is a fake.
-    return job_config("http://127.0.0.1:9", "http://127.0.0.1:9", [*SMALL_JOB, *overrides])
+    # URLs nobody calls: every activity is a fake. Short pauses between re-runs keep the test fast.
+    fast = ["mipro.rerun_delays_seconds=[0.1, 0.1]", "mipro.outage_poll_max_seconds=0.2"]
+    return job_config("http://127.0.0.1:9", "http://127.0.0.1:9", [*SMALL_JOB, *fast, *overrides])
 
 
 async def run_job(env: WorkflowEnvironment, task_queue: str, config: JobConfig) -> OptimizationResult:
     handle = await jobs.start_job(env.client, config, task_queue=task_queue)
     return await handle.result()
+
+
+async def event_types(env: WorkflowEnvironment, job_id: str) -> list[str]:
+    events = await jobs.handle(env.client, job_id).query(MiproWorkflow.events, EventsQuery(limit=5000))
+    return [e.type for e in events]
 
 
 async def test_the_search_finds_the_prompt_the_task_rewards(
@@ -160,3 +175,57 @@ async def test_each_pool_gets_its_own_env_config(
         "val_seeds": "dev",
         "test_pool": "test",
     }
+
+
+async def test_a_validation_with_no_scored_rollout_has_no_score_and_decides_nothing(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    fakes.failing_labels = ("val-",)
+    result = await run_job(temporal_env, task_queue, fake_config())
+
+    assert any(e.label.startswith("val-") for e in fakes.evaluations)  # promotions were tried ...
+    assert result.validations == []  # ... and none has a score, 0.0 or otherwise
+    assert result.best.choice.key == "0:0"  # so the baseline stays best
+    assert all(c.validation_score is None for c in result.attempted_candidates if c.key != "0:0")
+    assert "mipro.fulleval.failed" in await event_types(temporal_env, result.job_id)
+
+
+async def test_a_job_stopped_on_errors_says_so_and_starts_nothing_after_the_stop(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    fakes.failing_labels = ("trial-",)
+    config = fake_config("termination.max_consecutive_errors=20")
+    result = await run_job(temporal_env, task_queue, config)
+
+    assert result.status == "stopped_on_errors"
+    assert result.stop_reason == "max_consecutive_errors"
+    assert result.best_test_score is None and result.baseline_test_score is None
+    labels = [e.label for e in fakes.evaluations]
+    assert not any(label.startswith(("test-", "val-")) for label in labels)
+    # Trials run 3 at a time: the stop comes within the first iteration's 3 x 16 failed rollouts, and no
+    # trial of a later iteration starts.
+    assert 2 <= sum(label.startswith("trial-") for label in labels) <= config.mipro.max_parallel_trials
+    assert any("stopped on errors" in w for w in result.warnings)
+    assert "mipro.job.stopped" in await event_types(temporal_env, result.job_id)
+
+
+async def test_an_outage_is_waited_out_and_changes_nothing(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    undisturbed = await run_job(temporal_env, task_queue, fake_config())
+    fakes.evaluations.clear()
+    fakes.outage_at, fakes.outage_checks = "trial-0004", 3
+    disturbed = await run_job(temporal_env, task_queue, fake_config())
+
+    assert disturbed.status == "succeeded" and disturbed.stop_reason == undisturbed.stop_reason
+    assert disturbed.best.choice == undisturbed.best.choice
+    assert disturbed.best_test_score == undisturbed.best_test_score
+    assert [t.minibatch_score for t in disturbed.trials] == [t.minibatch_score for t in undisturbed.trials]
+    assert [t.n for t in disturbed.trials] == [t.n for t in undisturbed.trials]  # every seed scored
+    assert disturbed.rollout_errors == 0 and disturbed.errors_by_kind.get("connection", 0) > 0
+    types = await event_types(temporal_env, disturbed.job_id)
+    assert types.index("mipro.task_app.unavailable") < types.index("mipro.task_app.available")
+    assert any(e.label.startswith("trial-0004-rerun") for e in fakes.evaluations)
