@@ -103,10 +103,19 @@ class JobState(BaseModel):
     start_requested: bool = False  # a job created with auto_start = false waits for the `start` update
 
 
+class ActivityQueues(BaseModel):
+    """Where a job's activities run: task queues of their own (workers serving only rollouts, or only
+    proposals, e.g. rate-limited per queue), or None for the workflow's own queue."""
+
+    rollouts: str | None = None  # the task app: health checks and evaluations (needs the interceptor)
+    proposals: str | None = None  # the meta-model
+
+
 class MiproJobInput(BaseModel):
     job_id: str
     org: str = "default"
     config: JobConfig
+    task_queues: ActivityQueues = Field(default_factory=ActivityQueues)
     state: JobState | None = None
     upsert_search_attributes: bool = True  # False when the namespace lacks them (see mipro.search_attributes)
     auto_start: bool = True  # False: the job waits for the `start` update before doing anything

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from mipro import search_attributes as sa
 from mipro.activity_models import TASK_QUEUE
 from mipro.config import JobConfig
-from mipro.job_models import Event, EventsQuery, MiproJobInput, OptimizationResult, Progress
+from mipro.job_models import ActivityQueues, Event, EventsQuery, MiproJobInput, OptimizationResult, Progress
 from mipro.workflows.mipro_workflow import MiproWorkflow
 
 UI_BASE = "http://localhost:8233"
@@ -110,8 +111,12 @@ async def start_job(
     auto_start: bool = True,
     memo: dict[str, Any] | None = None,
     search_attributes_ready: bool | None = None,
+    task_queues: ActivityQueues | None = None,
 ) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:
     """Start a job's workflow. `auto_start=False` creates it waiting for the `start` update.
+
+    `task_queues` sends the job's rollouts and proposals to task queues of their own (default: from env
+    MIPRO_ROLLOUT_TASK_QUEUE and MIPRO_PROPOSAL_TASK_QUEUE, else the workflow's queue).
 
     `search_attributes_ready` skips the namespace check when the caller already made it (the REST API does
     once at startup).
@@ -138,7 +143,12 @@ async def start_job(
     await client.start_workflow(
         MiproWorkflow.run,
         MiproJobInput(
-            job_id=job_id, org=org, config=config, upsert_search_attributes=upsert, auto_start=auto_start
+            job_id=job_id,
+            org=org,
+            config=config,
+            upsert_search_attributes=upsert,
+            auto_start=auto_start,
+            task_queues=task_queues or activity_queues_from_env(),
         ),
         id=job_id,
         task_queue=task_queue,
@@ -152,6 +162,13 @@ async def start_job(
     # A handle without a run id targets the latest run, so updates and queries reach the job after it
     # continued as new.
     return handle(client, job_id)
+
+
+def activity_queues_from_env() -> ActivityQueues:
+    return ActivityQueues(
+        rollouts=os.environ.get("MIPRO_ROLLOUT_TASK_QUEUE") or None,
+        proposals=os.environ.get("MIPRO_PROPOSAL_TASK_QUEUE") or None,
+    )
 
 
 def handle(client: Client, job_id: str) -> WorkflowHandle[MiproWorkflow, OptimizationResult]:

@@ -154,6 +154,7 @@ async def _run_once(
             # Heartbeats reach the server every 2 s; the slack absorbs a loaded server or worker.
             heartbeat_timeout=timedelta(seconds=15),
             retry_policy=RETRY,
+            task_queue=job.inp.task_queues.rollouts,
             summary=f"{label}: {len(seeds)} seeds",
         )
         _count_lost_attempts(job, label, out)

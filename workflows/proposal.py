@@ -84,5 +84,6 @@ async def _propose_activity(job: Job, i: int, wanted: int, history: list[tuple[s
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(seconds=10),  # heartbeats are sent every second
         retry_policy=RETRY,
+        task_queue=job.inp.task_queues.proposals,
         summary=f"propose {wanted} instructions for stage {stage.stage_id}",
     )

@@ -55,6 +55,7 @@ async def check_task_app(job: Job, attempts: int = 3) -> TaskAppInfo:
                 maximum_attempts=attempts,
                 non_retryable_error_types=[FailureType.HEALTH_CHECK, FailureType.AUTH],
             ),
+            task_queue=job.inp.task_queues.rollouts,
             summary=f"health check of {job.cfg.task_app_url}",
         )
     except ActivityError as err:
