@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -42,9 +43,12 @@ DEFAULT_TASK_APP_KEY_ENV = "ENVIRONMENT_API_KEY"
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
+ROLES = ("workflows", "rollouts", "proposals")
+
+
 @dataclass
 class WorkerOptions:
-    task_queue: str = TASK_QUEUE
+    task_queue: str = TASK_QUEUE  # the workflows' queue (and the TPE suggestions')
     interceptor_host: str = "127.0.0.1"
     interceptor_port: int = 0
     interceptor_public_url: str | None = None  # when task apps reach this worker under another address
@@ -52,6 +56,14 @@ class WorkerOptions:
     max_concurrent_rollouts: int = 128  # over all jobs on this worker
     graceful_shutdown_seconds: float = 30.0
     sticky_queue_timeout_seconds: float = 10.0
+    # What this process serves, and on which queues: a cluster splits workflows, rollouts (the task app)
+    # and proposals (the meta-model) over workers of their own; None: the workflows' queue.
+    serve: tuple[str, ...] = ROLES
+    rollout_task_queue: str | None = None
+    proposal_task_queue: str | None = None
+    # Activities per second over all workers of each activity queue this process serves (Temporal's
+    # max_task_queue_activities_per_second): for providers with a rate limit.
+    max_activities_per_second: float | None = None
 
 
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
@@ -62,9 +74,27 @@ async def connect(address: str | None = None, namespace: str | None = None) -> C
     )
 
 
+def activities_by_queue(
+    opts: WorkerOptions, task_app: TaskAppActivities, proposals: ProposalActivities
+) -> dict[str, list[Callable[..., Any]]]:
+    """The activities this process serves, by the task queue each is polled on."""
+    plan: dict[str, list[Callable[..., Any]]] = {}
+    if "workflows" in opts.serve:
+        plan.setdefault(opts.task_queue, []).append(suggest_candidates)
+    if "rollouts" in opts.serve:
+        queue = opts.rollout_task_queue or opts.task_queue
+        plan.setdefault(queue, []).extend([task_app.check_task_app, task_app.evaluate_candidate])
+    if "proposals" in opts.serve:
+        plan.setdefault(opts.proposal_task_queue or opts.task_queue, []).append(
+            proposals.propose_instructions
+        )
+    return plan
+
+
 @asynccontextmanager
-async def running_worker(client: Client, options: WorkerOptions | None = None) -> AsyncIterator[Worker]:
-    """Start the interceptor and a Temporal worker; stop both (gracefully) on exit."""
+async def running_worker(client: Client, options: WorkerOptions | None = None) -> AsyncIterator[list[Worker]]:
+    """Start the interceptor and this process's Temporal workers (one per task queue it serves); stop them
+    (gracefully) on exit."""
     opts = options or WorkerOptions()
     registry = Registry()
     server = await LoopServer(create_app(registry), opts.interceptor_host, opts.interceptor_port).start()
@@ -79,18 +109,34 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
         http=http,
         rollout_slots=asyncio.Semaphore(opts.max_concurrent_rollouts),
     )
-    task_app, proposals = TaskAppActivities(resources), ProposalActivities(resources)
-    worker = Worker(
+    plan = activities_by_queue(opts, TaskAppActivities(resources), ProposalActivities(resources))
+    workers = [_worker(client, opts, queue, activities) for queue, activities in plan.items()]
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    log.info(
+        "worker_started",
+        task_queues=list(plan),
+        serve=list(opts.serve),
+        interceptor=resources.interceptor_url,
+    )
+    try:
+        yield workers
+    finally:
+        await asyncio.gather(*(w.shutdown() for w, t in zip(workers, tasks, strict=True) if not t.done()))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await http.aclose()
+        await server.stop()
+
+
+def _worker(client: Client, opts: WorkerOptions, queue: str, activities: list[Callable[..., Any]]) -> Worker:
+    hosts_workflows = "workflows" in opts.serve and queue == opts.task_queue
+    only_workflow_side = hosts_workflows and activities == [suggest_candidates]
+    return Worker(
         client,
-        task_queue=opts.task_queue,
-        workflows=[MiproWorkflow],
-        activities=[
-            task_app.check_task_app,
-            task_app.evaluate_candidate,
-            proposals.propose_instructions,
-            suggest_candidates,
-        ],
+        task_queue=queue,
+        workflows=[MiproWorkflow] if hosts_workflows else [],
+        activities=activities,
         max_concurrent_activities=opts.max_concurrent_activities,
+        max_task_queue_activities_per_second=None if only_workflow_side else opts.max_activities_per_second,
         # Heartbeats reach the server every 2 s whatever an activity's heartbeat timeout, so a loaded server
         # or worker has most of that timeout as slack before a live activity is declared lost.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -98,16 +144,6 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
         graceful_shutdown_timeout=timedelta(seconds=opts.graceful_shutdown_seconds),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=opts.sticky_queue_timeout_seconds),
     )
-    task = asyncio.create_task(worker.run())
-    log.info("worker_started", task_queue=opts.task_queue, interceptor=resources.interceptor_url)
-    try:
-        yield worker
-    finally:
-        if not task.done():
-            await worker.shutdown()
-        await asyncio.gather(task, return_exceptions=True)
-        await http.aclose()
-        await server.stop()
 
 
 def _public_url(opts: WorkerOptions, server: LoopServer) -> str:
@@ -147,6 +183,14 @@ async def serve(address: str | None, namespace: str | None, options: WorkerOptio
         log.info("worker_stopping")
 
 
+def roles(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [r for r in chosen if r not in ROLES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"wants a comma-separated subset of {','.join(ROLES)}, got {text!r}")
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="mipro worker", description="MIPRO worker: Temporal worker + interceptor"
@@ -169,6 +213,28 @@ def main(argv: list[str] | None = None) -> None:
         default=WorkerOptions.max_concurrent_rollouts,
         help="rollouts in flight over all jobs (default %(default)s)",
     )
+    parser.add_argument(
+        "--serve",
+        type=roles,
+        default=ROLES,
+        help="what this worker serves, comma-separated from workflows,rollouts,proposals (default: all)",
+    )
+    parser.add_argument(
+        "--rollout-task-queue",
+        default=os.environ.get("MIPRO_ROLLOUT_TASK_QUEUE"),
+        help="task queue of the rollouts (env MIPRO_ROLLOUT_TASK_QUEUE; default: --task-queue)",
+    )
+    parser.add_argument(
+        "--proposal-task-queue",
+        default=os.environ.get("MIPRO_PROPOSAL_TASK_QUEUE"),
+        help="task queue of the proposals (env MIPRO_PROPOSAL_TASK_QUEUE; default: --task-queue)",
+    )
+    parser.add_argument(
+        "--max-activities-per-second",
+        type=float,
+        default=None,
+        help="rate limit of each activity queue served, over all its workers (for rate-limited providers)",
+    )
     parser.add_argument("--sticky-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     configure_logging()
@@ -180,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
         sticky_queue_timeout_seconds=args.sticky_timeout,
         max_concurrent_activities=args.max_activities,
         max_concurrent_rollouts=args.max_rollouts,
+        serve=args.serve,
+        rollout_task_queue=args.rollout_task_queue,
+        proposal_task_queue=args.proposal_task_queue,
+        max_activities_per_second=args.max_activities_per_second,
     )
     asyncio.run(serve(args.address, args.namespace, options))
 

@@ -614,8 +614,8 @@ class DevServer:
     """A Temporal dev server on a SQLite file, stopped with SIGTERM and started again on the same file and
     port."""
 
-    def __init__(self, db_file: Path, log: Path) -> None:
-        self.db_file, self.log = db_file, log
+    def __init__(self, db_file: Path, log: Path, namespace: str | None = None) -> None:
+        self.db_file, self.log, self.namespace = db_file, log, namespace
         self.port, self.ui_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -625,6 +625,8 @@ class DevServer:
 
     async def start(self) -> None:
         command = [*dev_server_command(self.port, self.ui_port, self.db_file), "--headless"]
+        if self.namespace:
+            command += ["--namespace", self.namespace]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=out)
         proc = self.proc
