@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from mipro.config import Price, TerminationConfig
 from mipro.types import CompiledCandidate, FewShotExample, Usage
@@ -29,6 +29,7 @@ class Spend(BaseModel):
     def add(self, category: Category, usage: Usage) -> None:
         setattr(self, category, getattr(self, category).plus(usage))
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total(self) -> Usage:
         return self.rollout.plus(self.proposal)
@@ -56,7 +57,6 @@ class Counters(BaseModel):
         self.consecutive_errors += 1
         if kind:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
-
 
     def record_rerun(self, kind: str | None) -> None:
         self.rollouts += 1

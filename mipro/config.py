@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from mipro import reference_config
 from mipro.errors import MIPROConfigurationError
 from mipro.tpe import TPESettings
 from mipro.types import StageSpec
@@ -122,6 +123,14 @@ class Price(Strict):
     output_per_mtok: float = Field(ge=0)
 
 
+# `parallel_risk`: how hard a job may push the task app and the LLM, as defaults for the keys it does not set.
+PARALLEL_RISK: dict[str, dict[str, int]] = {
+    "LOW": {"max_concurrent": 8, "max_parallel_trials": 1, "rollout_retries": 1},
+    "MEDIUM": {"max_concurrent": 20, "max_parallel_trials": 4, "rollout_retries": 2},
+    "HIGH": {"max_concurrent": 48, "max_parallel_trials": 8, "rollout_retries": 3},
+}
+
+
 class MiproSettings(Strict):
     env_name: str = "banking77"
     seed: int = 0
@@ -134,8 +143,19 @@ class MiproSettings(Strict):
     max_demo_sets: int = Field(default=8, ge=1)
     few_shot_score_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     max_instructions: int = Field(default=6, ge=1)
+    max_instruction_sets: int = Field(default=128, ge=1)  # instructions per stage, re-proposals included
     duplicate_retry_limit: int = Field(default=10, ge=0)
     generate_at_iterations: list[int] = Field(default_factory=list)
+    instructions_per_batch: int = Field(default=1, ge=1)
+    proposer_mode: Literal["dspy", "synth", "gepa-ai"] = "dspy"
+    proposer_effort: Literal["LOW_CONTEXT", "LOW", "MEDIUM", "HIGH"] | None = None
+    proposer_output_tokens: Literal["RAPID", "FAST", "SLOW"] | None = None
+    # Defaults of every stage's transform (a stage may set its own match and case_sensitive); strict: a
+    # candidate whose instruction cannot be placed fails the job instead of failing only those rollouts.
+    transform_strict: bool = False
+    transform_case_sensitive: bool = True
+    transform_match_mode: Literal["exact", "substring"] = "substring"
+    parallel_risk: Literal["LOW", "MEDIUM", "HIGH"] | None = None  # see PARALLEL_RISK
     validate_every_iterations: int = Field(default=1, ge=1)
     task_description: str | None = None
     instruction_candidates: list[str] = Field(default_factory=list)
@@ -154,9 +174,31 @@ class MiproSettings(Strict):
     online_pool: list[int] = Field(min_length=1)
     val_seeds: list[int] = Field(min_length=1)
     test_pool: list[int] = Field(min_length=1)
+    reference_pool: list[int] = Field(default_factory=list)
     meta: MetaModelConfig
     tpe: TPEConfig = Field(default_factory=TPEConfig)
     stages: list[StageSpec] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _risk_and_transform_defaults(cls, data: Any) -> Any:
+        """`parallel_risk` fills the parallelism and retry settings not given; `transform_*` the stages'."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        risk = data.get("parallel_risk")
+        if isinstance(risk, str) and risk.upper() in PARALLEL_RISK:
+            data["parallel_risk"] = risk = risk.upper()
+            for key, value in PARALLEL_RISK[risk].items():
+                data.setdefault(key, value)
+        stages = data.get("stages")
+        if isinstance(stages, list):
+            defaults = {
+                "match": data.get("transform_match_mode", "substring"),
+                "case_sensitive": data.get("transform_case_sensitive", True),
+            }
+            data["stages"] = [{**defaults, **s} if isinstance(s, dict) else s for s in stages]
+        return data
 
     @model_validator(mode="after")
     def _check_pools(self) -> MiproSettings:
@@ -167,6 +209,13 @@ class MiproSettings(Strict):
                 raise ValueError(
                     f"test_pool overlaps {name} on seeds {sorted(overlap)[:5]}: held-out test seeds must "
                     "not be used for bootstrapping, search or validation"
+                )
+        reference = set(self.reference_pool)
+        for name in ("bootstrap_train_seeds", "online_pool", "test_pool"):
+            if overlap := reference & set(getattr(self, name)):
+                raise ValueError(
+                    f"reference_pool overlaps {name} on seeds {sorted(overlap)[:5]}: the meta-model's "
+                    "reference corpus must not be seeds the search or the test scores"
                 )
         if self.batch_size > len(self.online_pool):
             raise ValueError(
@@ -235,38 +284,6 @@ class JobConfig(Strict):
                 "or declare [[prompt_learning.mipro.stages]] with baseline_instruction"
             )
         return [StageSpec(stage_id="default", baseline_instruction=system[0].pattern, match="substring")]
-
-
-def _move_legacy_keys(body: dict[str, Any]) -> dict[str, Any]:
-    """Accept synth-ai spellings: flat meta_model keys, top-level seed pools, `termination_config`."""
-    body = dict(body)
-    if not isinstance(body.get("mipro", {}), dict):
-        return body  # validation reports the wrong type, naming the field
-    mipro = dict(body.get("mipro") or {})
-    for pool in ("bootstrap_train_seeds", "online_pool", "test_pool", "val_seeds"):
-        if pool in body and pool not in mipro:
-            mipro[pool] = body.pop(pool)
-    if "validation_pool" in mipro and "val_seeds" not in mipro:
-        mipro["val_seeds"] = mipro.pop("validation_pool")
-    if not isinstance(mipro.get("meta", {}), dict):
-        body["mipro"] = mipro
-        return body
-    meta = dict(mipro.get("meta") or {})
-    for flat, key in (
-        ("meta_model", "model"),
-        ("meta_model_provider", "provider"),
-        ("meta_model_inference_url", "inference_url"),
-    ):
-        if flat in mipro:
-            meta.setdefault(key, mipro.pop(flat))
-    if meta:
-        policy = body.get("policy") if isinstance(body.get("policy"), dict) else {}
-        meta.setdefault("inference_url", policy.get("inference_url", ""))
-        mipro["meta"] = meta
-    if "termination_config" in body and "termination" not in body:
-        body["termination"] = body.pop("termination_config")
-    body["mipro"] = mipro
-    return body
 
 
 SECRET_NAME = re.compile(
@@ -389,7 +406,9 @@ def parse_config(raw: Any) -> JobConfig:
     body = raw.get("prompt_learning", raw)
     if not isinstance(body, dict):
         raise MIPROConfigurationError([("prompt_learning", "must be a table", "see configs/ for examples")])
-    body = _strip_inline_secrets(_move_legacy_keys(body))
+    body = _strip_inline_secrets(reference_config.translate(body))
+    if refused := reference_config.refusals(body):
+        raise MIPROConfigurationError(refused)
     try:
         return JobConfig.model_validate(body)
     except ValidationError as exc:

@@ -152,10 +152,24 @@ class Progress(BaseModel):
     stop_reason: str | None = None
 
 
+class StagePayload(BaseModel):
+    """One stage of a candidate, as the reference's `stage_payloads` name it."""
+
+    module_id: str = "default"
+    instruction_indices: list[int]
+    demo_indices: list[int]  # into the stage's demo pool
+
+
 class BestPrompt(BaseModel):
     choice: CandidateChoice
     instructions: list[str]
     messages: list[ChatMessage]  # ready to use: the initial prompt with the instruction applied and demos
+    instruction_lines: list[str] = Field(default_factory=list)  # the instructions' non-empty lines
+    demo_indices: list[list[int]] = Field(default_factory=list)  # per stage, into its demo pool
+    stage_payloads: dict[str, StagePayload] = Field(default_factory=dict)
+    minibatch_score: float | None = None  # its mean over the online seeds it ran on
+    validation_score: float | None = None
+    test_score: float | None = None  # set in the result, after the final evaluation
 
 
 class OptimizationResult(BaseModel):
@@ -180,5 +194,12 @@ class OptimizationResult(BaseModel):
     costs: Spend
     elapsed_seconds: float
     simulated_llm: bool = False
+    best_minibatch_score: float | None = None  # the best candidate's (the reference's best_minibatch_score)
+    optimized_candidates: list[CandidateSummary] = Field(default_factory=list)  # validated above the baseline
+    instruction_lines: list[str] = Field(default_factory=list)  # the best prompt's, as in `best`
+    stage_payloads: dict[str, StagePayload] = Field(default_factory=dict)
+    # No account balance here: what is left of termination.max_spend_usd ("budget_remaining"), if set.
+    final_balance_usd: float | None = None
+    balance_type: str | None = None
     task_app_data_source: str | None = None  # which data the task app said it serves (e.g. a fallback set)
     warnings: list[str] = Field(default_factory=list)  # e.g. no demo bootstrapped: check the answer format

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ChatMessage(BaseModel):
@@ -65,8 +65,11 @@ class StageSpec(BaseModel):
     """Where a stage's instruction lives in the messages the task app sends, and how to change it.
 
     `mode="replace"` swaps the located baseline text for the candidate instruction; `mode="follow"`
-    keeps it and puts the candidate instruction right after it.
+    keeps it and puts the candidate instruction right after it. (The reference's PYTHON transforms are
+    refused: they would run config- or model-supplied code.) Unknown keys are refused.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     stage_id: str = "default"
     baseline_instruction: str
@@ -74,6 +77,19 @@ class StageSpec(BaseModel):
     mode: Literal["replace", "follow"] = "replace"
     match: Literal["exact", "substring"] = "substring"
     case_sensitive: bool = True
+    max_instruction_slots: Literal[1] = 1  # one instruction per stage: the search picks which
+    max_demo_slots: int | None = Field(default=None, ge=0)  # this stage's demo set size (default: mipro's)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _reference_mode_names(cls, value: Any) -> Any:
+        """REPLACE / FOLLOW as the reference spells them; PYTHON refused with the reason."""
+        if isinstance(value, str) and value.lower() == "python":
+            raise ValueError(
+                "PYTHON transforms are refused: they would execute code from the config or the meta-model; "
+                "use replace or follow"
+            )
+        return value.lower() if isinstance(value, str) else value
 
 
 class Usage(BaseModel):

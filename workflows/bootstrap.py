@@ -103,9 +103,8 @@ def _build_demo_pools(job: Job, outcomes: list[SeedOutcome]) -> int:
         job.s.failed_examples.append(
             [] if pool else [e for e in failed if e.stage_id == stage.stage_id][:MAX_FAILED_EXAMPLES]
         )
-        job.s.demo_sets.append(
-            build_demo_sets(pool, job.m.max_demo_set_size, job.m.max_demo_sets, seed=job.m.seed * 31 + i)
-        )
+        size = job.m.max_demo_set_size if stage.max_demo_slots is None else stage.max_demo_slots
+        job.s.demo_sets.append(build_demo_sets(pool, size, job.m.max_demo_sets, seed=job.m.seed * 31 + i))
     return len(good)
 
 

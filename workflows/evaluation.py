@@ -6,6 +6,7 @@ from collections.abc import Sequence, Sized
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from mipro.activities.task_app import TaskAppActivities
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         fit_evaluation,
     )
     from mipro.config import PoolName
+    from mipro.errors import FailureType
     from mipro.types import CandidateChoice, CompiledCandidate, Usage
 
 from mipro.workflows.job import RETRY, Job
@@ -158,6 +160,8 @@ async def _run_once(
             summary=f"{label}: {len(seeds)} seeds",
         )
         _count_lost_attempts(job, label, out)
+        if job.m.transform_strict:
+            _fail_on_transform_errors(label, out)
         return out
     finally:
         job.evaluations_in_flight -= 1
@@ -201,6 +205,18 @@ def _largest_candidate(job: Job) -> CompiledCandidate:
 
 def _longest(items: Sequence[Sized]) -> int:
     return max(range(len(items)), key=lambda j: len(items[j]))
+
+
+def _fail_on_transform_errors(label: str, out: EvaluateOutput) -> None:
+    """transform_strict: a candidate whose instruction cannot be placed in the app's calls ends the job."""
+    failed = next((o for o in out.outcomes if o.error == "transform"), None)
+    if failed is not None:
+        raise ApplicationError(
+            f"{label}: the instruction could not be placed in the app's LLM call ({failed.error_detail}); "
+            "transform_strict is set, so the job stops (unset it to count such rollouts as errors instead)",
+            type=FailureType.TRANSFORM,
+            non_retryable=True,
+        )
 
 
 def _count_lost_attempts(job: Job, label: str, out: EvaluateOutput) -> None:

@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.budget import ERROR_STOPS
     from mipro.compile import render_ready_messages
-    from mipro.job_models import BestPrompt, JobStatus, OptimizationResult
+    from mipro.job_models import BestPrompt, JobStatus, OptimizationResult, StagePayload
     from mipro.results import mean
     from mipro.types import ChatMessage
 
@@ -66,14 +66,30 @@ def cancelled(job: Job) -> OptimizationResult:
     return result(job, "cancelled", test_scores=(None, None))
 
 
-def best_prompt(job: Job) -> BestPrompt:
-    choice = decide.choice_of(job.s.best_key or job.baseline.key)
+def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
+    s = job.s
+    choice = decide.choice_of(s.best_key or job.baseline.key)
     template = [ChatMessage(role=m.role, content=m.pattern) for m in job.cfg.initial_prompt.ordered()]
     candidate = job.compile(choice)
+    summary = next((c for c in job.summaries() if c.key == choice.key), None)
+    demo_indices = [list(s.demo_sets[i][d]) if s.demo_sets else [] for i, d in enumerate(choice.demo_set)]
+    payloads = {
+        stage.stage_id: StagePayload(
+            instruction_indices=[choice.instruction[i]], demo_indices=demo_indices[i]
+        )
+        for i, stage in enumerate(job.stages)
+    }
+    instructions = [p.instruction for p in candidate.stages]
     return BestPrompt(
         choice=choice,
-        instructions=[p.instruction for p in candidate.stages],
+        instructions=instructions,
         messages=render_ready_messages(template, job.stages, candidate),
+        instruction_lines=[line for text in instructions for line in text.splitlines() if line.strip()],
+        demo_indices=demo_indices,
+        stage_payloads=payloads,
+        minibatch_score=summary.minibatch_score if summary else None,
+        validation_score=s.validation.get(choice.key),
+        test_score=test_score,
     )
 
 
@@ -82,11 +98,27 @@ def result(job: Job, status: JobStatus, test_scores: tuple[float | None, float |
     job.upsert_search_attributes(status)
     base_test, best_test = test_scores
     lift = best_test - base_test if best_test is not None and base_test is not None else None
+    best = best_prompt(job, best_test)
+    summaries = job.summaries()
+    baseline_validation = s.validation.get(job.baseline.key)
+    budget = job.cfg.termination.max_spend_usd
     return OptimizationResult(
         job_id=job.inp.job_id,
         status=status,
         stop_reason=s.stop_reason,
-        best=best_prompt(job),
+        best=best,
+        best_minibatch_score=best.minibatch_score,
+        optimized_candidates=[
+            c
+            for c in summaries
+            if c.validation_score is not None
+            and baseline_validation is not None
+            and c.validation_score > baseline_validation
+        ],
+        instruction_lines=best.instruction_lines,
+        stage_payloads=best.stage_payloads,
+        final_balance_usd=None if budget is None else max(0.0, budget - s.spend.total.cost_usd),
+        balance_type=None if budget is None else "budget_remaining",
         baseline_test_score=base_test,
         best_test_score=best_test,
         lift=lift,
@@ -100,7 +132,7 @@ def result(job: Job, status: JobStatus, test_scores: tuple[float | None, float |
         trials=s.trials,
         instructions=s.instructions,
         validations=s.validations,
-        attempted_candidates=job.summaries(),
+        attempted_candidates=summaries,
         costs=s.spend,
         elapsed_seconds=job.elapsed(),
         # The policy's /v1/models answer at the health check decides, else the configured provider.

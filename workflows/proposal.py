@@ -34,6 +34,9 @@ async def regenerate(job: Job) -> None:
 
 
 async def _propose_for_stage(job: Job, i: int, wanted: int, with_history: bool = False) -> None:
+    wanted = min(wanted, job.m.max_instruction_sets - len(job.s.instructions[i]))
+    if wanted <= 0:
+        return  # the stage holds max_instruction_sets instructions already
     history = instruction_scores(job.s, i) if with_history else []
     await job.gate()
     job.proposals_in_flight += 1

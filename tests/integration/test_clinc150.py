@@ -120,7 +120,12 @@ async def test_bootstrap_rollouts_that_all_fail_are_a_warning_naming_the_errors(
 ) -> None:
     app = create_app(clinc150_data, api_key=TASK_APP_KEY, fail_seeds=set(range(24)))  # the bootstrap seeds
     with BackgroundServer(app) as server:
-        overrides = [*SMALL, "mipro.num_iterations=1", "mipro.rollout_retries=0"]
+        overrides = [
+            *SMALL,
+            "mipro.num_iterations=1",
+            "mipro.rollout_retries=0",
+            "mipro.rerun_delays_seconds=[]",
+        ]
         result, events = await run_job(
             temporal_env.client, clinc150_config(server.url, simllm.url, overrides), task_queue
         )

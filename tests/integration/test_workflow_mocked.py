@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from temporalio import activity
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -151,6 +152,22 @@ async def test_the_search_finds_the_prompt_the_task_rewards(
     assert {"test-best", "test-baseline"} <= set(labels)
     assert any(label.startswith("val-") for label in labels)
     assert len(fakes.health_checks) == 1 and len(fakes.proposals) == 1
+    # The reference's OptimizationResult names, and the best candidate's scores and demos.
+    best = result.best
+    assert best.test_score == result.best_test_score and best.validation_score == result.best_validation_score
+    assert best.minibatch_score is not None and result.best_minibatch_score == best.minibatch_score
+    assert best.instruction_lines == [GOOD] == result.instruction_lines
+    [payload] = best.stage_payloads.values()
+    assert (
+        payload.instruction_indices == best.choice.instruction
+        and payload.demo_indices == best.demo_indices[0]
+    )
+    assert [c.key for c in result.optimized_candidates] == [best.choice.key]
+    assert result.balance_type == "budget_remaining"
+    assert result.final_balance_usd == pytest.approx(
+        config.termination.max_spend_usd - result.costs.total.cost_usd
+    )
+    assert result.model_dump(mode="json")["costs"]["total"]["calls"] == result.costs.total.calls
 
 
 async def test_each_pool_gets_its_own_env_config(
@@ -229,3 +246,20 @@ async def test_an_outage_is_waited_out_and_changes_nothing(
     types = await event_types(temporal_env, disturbed.job_id)
     assert types.index("mipro.task_app.unavailable") < types.index("mipro.task_app.available")
     assert any(e.label.startswith("trial-0004-rerun") for e in fakes.evaluations)
+
+
+async def test_instruction_and_demo_caps_and_strict_transforms_take_effect(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    probe = fake_config()
+    system = probe.stages()[0].baseline_instruction
+    stage = f'mipro.stages=[{{stage_id="main", baseline_instruction="""{system}""", max_demo_slots=1}}]'
+    result = await run_job(temporal_env, task_queue, fake_config("mipro.max_instruction_sets=3", stage))
+    assert len(result.instructions[0]) == 3 and fakes.proposals[0].n == 3 - 1
+    assert all(c.demo_counts[0] <= 1 for c in result.attempted_candidates)
+
+    fakes.failing_labels, fakes.failing_error = ("trial-0001",), "transform"
+    with pytest.raises(WorkflowFailureError) as info:
+        await run_job(temporal_env, task_queue, fake_config("mipro.transform_strict=true"))
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == FailureType.TRANSFORM

@@ -608,7 +608,9 @@ async def test_garbage_for_every_bootstrap_seed_runs_zero_shot_and_reports_it(
     bootstrap = set(probe.mipro.bootstrap_train_seeds)
     app = create_banking77(banking77_data, api_key=TASK_APP_KEY, garbage_seeds=bootstrap)
     with BackgroundServer(app) as server:
-        config = job_config(server.url, simllm.url, [*SMALL_JOB, "mipro.rollout_retries=1"])
+        # No workflow re-runs: this counts the activity layer's attempts (re-runs: test_outages.py).
+        overrides = [*SMALL_JOB, "mipro.rollout_retries=1", "mipro.rerun_delays_seconds=[]"]
+        config = job_config(server.url, simllm.url, overrides)
         client = temporal_env.client
         async with running_worker(client, WorkerOptions(task_queue=task_queue)):
             handle = await jobs.start_job(client, config, task_queue=task_queue)

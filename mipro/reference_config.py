@@ -1,0 +1,291 @@
+"""The reference system's (synth-ai's) MIPRO config spellings, read into ours; and the keys it has that this
+service does not implement, refused by name with the reason, never accepted and ignored.
+
+`translate` moves each reference key to the field that implements it (top-level seed pools, `seeds.*`,
+flat `meta_model*` keys, `instructions.*`, budgets beside `mipro`, `termination_conditions` and
+`termination_config`). `refusals` lists what is left that has no effect here. The README's config table
+says the same, key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mipro.errors import MIPROConfigurationError
+
+Problem = tuple[str, str, str]  # (field, what is wrong, the fix)
+
+# `mipro.seeds.<key>` and top-level pools -> the pool fields of `mipro`.
+SEED_KEYS = {
+    "bootstrap": "bootstrap_train_seeds",
+    "online": "online_pool",
+    "test": "test_pool",
+    "validation": "val_seeds",
+    "val": "val_seeds",
+    "reference": "reference_pool",
+}
+POOL_FIELDS = ("bootstrap_train_seeds", "online_pool", "test_pool", "val_seeds", "reference_pool")
+# `mipro.instructions.<key>` -> the `mipro` field of the same meaning.
+INSTRUCTION_KEYS = {
+    "instructions_per_batch": "instructions_per_batch",
+    "max_instructions": "max_instructions",
+    "duplicate_retry_limit": "duplicate_retry_limit",
+    "generate_at_iterations": "generate_at_iterations",
+    "proposer_mode": "proposer_mode",
+    "proposer_effort": "proposer_effort",
+    "proposer_output_tokens": "proposer_output_tokens",
+    "transform_strict": "transform_strict",
+    "transform_case_sensitive": "transform_case_sensitive",
+    "transform_match_mode": "transform_match_mode",
+}
+# Budgets and limits the reference puts beside `mipro`, or in `termination_conditions` / `termination_config`,
+# -> our `termination` fields (with a unit conversion where the reference counts differently).
+TERMINATION_KEYS: dict[str, tuple[str, float]] = {
+    "max_spend_usd": ("max_spend_usd", 1.0),
+    "max_total_spend_usd": ("max_spend_usd", 1.0),
+    "max_cost_usd": ("max_spend_usd", 1.0),
+    "max_rollout_spend_usd": ("max_rollout_spend_usd", 1.0),
+    "max_proposal_spend_usd": ("max_proposal_spend_usd", 1.0),
+    "max_token_limit": ("max_token_limit", 1.0),
+    "max_total_tokens": ("max_token_limit", 1.0),
+    "max_duration_minutes": ("max_duration_minutes", 1.0),
+    "max_wall_clock_seconds": ("max_duration_minutes", 1 / 60),
+    "max_trials_allowed": ("max_trials_allowed", 1.0),
+    "max_trials": ("max_trials_allowed", 1.0),
+    "max_error_rate": ("max_error_rate", 1.0),
+    "max_consecutive_errors": ("max_consecutive_errors", 1.0),
+}
+
+# Keys of the reference with no effect here: (where, why, what to do). Implementing one removes its row.
+NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
+    "judge": (
+        "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
+        "remove it",
+    ),
+    "proxy_models": (
+        "proxy models are not supported yet: every trial runs on policy.model",
+        "remove it",
+    ),
+    "mipro.judge": (
+        "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
+        "remove it",
+    ),
+    "mipro.proxy_models": (
+        "proxy models are not supported yet: every trial runs on policy.model",
+        "remove it",
+    ),
+    "mipro.modules": (
+        "pipeline modules (with edges) are not supported yet",
+        "declare each stage with [[prompt_learning.mipro.stages]] stage_id + baseline_instruction instead",
+    ),
+    "mipro.spec": (
+        "the synth proposer's system spec is not supported yet (proposer_mode = dspy)",
+        "remove it",
+    ),
+    "mipro.spec_path": (
+        "the synth proposer's system spec is not supported yet (proposer_mode = dspy)",
+        "remove it",
+    ),
+    "mipro.metaprompt": ("a custom meta-prompt is not supported yet (proposer_mode = dspy)", "remove it"),
+    "mipro.demo": (
+        "the reference's demo table is not read: demos are set by max_demo_set_size, max_demo_sets and "
+        "few_shot_score_threshold",
+        "move its settings to those keys and remove it",
+    ),
+    "mipro.grounding": (
+        "separate grounding settings are not supported: the proposer is grounded in the task description, "
+        "the bootstrapped demos and a tip",
+        "remove it",
+    ),
+    "mipro.meta_update": (
+        "meta_update is not supported: re-proposal grounded in the scores so far is generate_at_iterations",
+        "use mipro.generate_at_iterations and remove it",
+    ),
+    "mipro.token_counting_model": (
+        "token counts come from the LLM's own usage reports (and the interceptor's upper bound), not a "
+        "tokenizer model",
+        "remove it",
+    ),
+    "mipro.enforce_token_limit": (
+        "token budgets are always enforced (termination.max_token_limit, call by call in the interceptor)",
+        "remove it",
+    ),
+    "mipro.spec_max_tokens": ("the synth proposer's system spec is not supported yet", "remove it"),
+    "gepa": ("this service runs MIPRO only (algorithm = mipro)", "remove the gepa table"),
+}
+
+
+# Values of implemented keys that select behaviour not built yet: (key of `mipro`, refused when, why, fix).
+NOT_IMPLEMENTED_VALUES: list[tuple[str, Callable[[Any], bool], str, str]] = [
+    (
+        "proposer_mode",
+        lambda v: v not in (None, "dspy"),
+        "only the dspy proposer (grounded in the task, the demos and a tip) is built yet",
+        'set proposer_mode = "dspy"',
+    ),
+    ("proposer_effort", lambda v: v is not None, "proposer effort levels are not supported yet", "remove it"),
+    (
+        "proposer_output_tokens",
+        lambda v: v is not None,
+        "proposer output-token levels are not supported yet (mipro.meta.max_tokens sets the limit)",
+        "remove it",
+    ),
+    (
+        "instructions_per_batch",
+        lambda v: v not in (None, 1),
+        "the proposer writes one instruction per meta-model call",
+        "remove it (max_instructions sets how many)",
+    ),
+    (
+        "reference_pool",
+        lambda v: bool(v),
+        "a reference corpus for the meta-model is not supported yet",
+        "remove it (seeds.reference / reference_pool)",
+    ),
+]
+
+
+def translate(body: dict[str, Any]) -> dict[str, Any]:
+    """The config body with every reference spelling moved to the key that implements it."""
+    body = dict(body)
+    if not isinstance(body.get("mipro", {}), dict):
+        return body  # validation reports the wrong type, naming the field
+    mipro = dict(body.get("mipro") or {})
+    for pool in POOL_FIELDS:
+        if pool in body and pool not in mipro:
+            mipro[pool] = body.pop(pool)
+    if "validation_pool" in mipro and "val_seeds" not in mipro:
+        mipro["val_seeds"] = mipro.pop("validation_pool")
+    _move_table(mipro, "seeds", SEED_KEYS, mipro)
+    _move_table(mipro, "instructions", INSTRUCTION_KEYS, mipro)
+    _move_meta_keys(body, mipro)
+    termination = (
+        dict(body.get("termination") or {}) if isinstance(body.get("termination", {}), dict) else None
+    )
+    if termination is not None:
+        for table in ("termination_config", "termination_conditions"):
+            if isinstance(body.get(table), dict):
+                _move_termination(body.pop(table), termination, table)
+        _move_termination(mipro, termination, "mipro", only_known=True)
+        if termination:
+            body["termination"] = termination
+    body["mipro"] = mipro
+    return body
+
+
+def refusals(body: dict[str, Any]) -> list[Problem]:
+    """Reference keys, still present after `translate`, that have no effect here: each named, with why."""
+    problems: list[Problem] = []
+    mipro = body.get("mipro") if isinstance(body.get("mipro"), dict) else {}
+    for path, (why, fix) in NOT_IMPLEMENTED.items():
+        head, _, key = path.partition(".")
+        present = key in mipro if head == "mipro" and key else head in body
+        if present:
+            problems.append((f"prompt_learning.{path}", why, fix))
+    for key, refused, why, fix in NOT_IMPLEMENTED_VALUES:
+        if key in mipro and refused(mipro[key]):
+            problems.append((f"prompt_learning.mipro.{key}", why, fix))
+    problems += _stage_refusals(mipro.get("stages"))
+    pool = mipro.get("adaptive_pool")
+    level = pool.get("level", "NONE") if isinstance(pool, dict) else pool
+    if pool is not None and str(level).upper() != "NONE":
+        problems.append(
+            (
+                "prompt_learning.mipro.adaptive_pool",
+                "an adaptive online pool is not supported yet: the online pool is cut in fixed blocks",
+                'remove it or set level = "NONE"',
+            )
+        )
+    elif pool is not None:
+        mipro.pop("adaptive_pool")
+    return problems
+
+
+STAGE_KEYS_NOT_IMPLEMENTED = {
+    "baseline_messages": (
+        "a stage is located by its baseline_instruction in the calls the task app sends; baseline "
+        "messages are not used",
+        "remove it and set baseline_instruction",
+    ),
+    "policy_config": (
+        "a per-stage policy is not supported yet: every stage's calls go to policy.model",
+        "remove it",
+    ),
+}
+
+
+def _stage_refusals(stages: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        if not isinstance(stage, dict):
+            continue
+        for key, (why, fix) in STAGE_KEYS_NOT_IMPLEMENTED.items():
+            if key in stage:
+                problems.append((f"prompt_learning.mipro.stages[{i}].{key}", why, fix))
+        slots = stage.get("max_instruction_slots", 1)
+        if slots != 1:
+            problems.append(
+                (
+                    f"prompt_learning.mipro.stages[{i}].max_instruction_slots",
+                    "one instruction slot per stage: the search picks which instruction fills it",
+                    "set it to 1 or remove it",
+                )
+            )
+    return problems
+
+
+def _move_table(source: dict[str, Any], table: str, keys: dict[str, str], target: dict[str, Any]) -> None:
+    values = source.get(table)
+    if not isinstance(values, dict) or not all(k in keys for k in values):
+        return  # validation names the unknown keys (or the wrong type)
+    source.pop(table)
+    for key, value in values.items():
+        _set_once(target, keys[key], value, f"mipro.{table}.{key}", f"mipro.{keys[key]}")
+
+
+def _set_once(target: dict[str, Any], field: str, value: Any, written: str, also: str) -> None:
+    """One setting spelled twice is refused unless both say the same."""
+    if field in target and target[field] != value:
+        raise MIPROConfigurationError(
+            [
+                (
+                    f"prompt_learning.{written}",
+                    f"sets the same setting as {also}, differently",
+                    "keep one of them",
+                )
+            ]
+        )
+    target[field] = value
+
+
+def _move_meta_keys(body: dict[str, Any], mipro: dict[str, Any]) -> None:
+    """Flat `meta_model*` keys -> `mipro.meta`; the meta-model's URL defaults to the policy's."""
+    if not isinstance(mipro.get("meta", {}), dict):
+        return
+    meta = dict(mipro.get("meta") or {})
+    for flat, key in (
+        ("meta_model", "model"),
+        ("meta_model_provider", "provider"),
+        ("meta_model_inference_url", "inference_url"),
+    ):
+        if flat in mipro:
+            meta.setdefault(key, mipro.pop(flat))
+    if meta:
+        policy = body.get("policy") if isinstance(body.get("policy"), dict) else {}
+        meta.setdefault("inference_url", policy.get("inference_url", ""))
+        mipro["meta"] = meta
+
+
+def _move_termination(
+    source: dict[str, Any], termination: dict[str, Any], where: str, only_known: bool = False
+) -> None:
+    for key in list(source):
+        if key in TERMINATION_KEYS:
+            field, factor = TERMINATION_KEYS[key]
+            value = source.pop(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and factor != 1.0:
+                value = value * factor
+            _set_once(termination, field, value, f"{where}.{key}", f"termination.{field}")
+        elif not only_known:
+            termination.setdefault(key, source[key])  # validation names keys we do not know

@@ -1,0 +1,153 @@
+"""The reference (synth-ai) MIPRO config: its spellings are read into ours, and the keys with no effect here
+are refused by name with the reason (issue 9: accepted with an effect, or refused, never ignored)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from typing import Any
+
+import pytest
+
+from mipro.config import JobConfig, parse_config
+from mipro.errors import MIPROConfigurationError
+from tests.conftest import REPO
+
+SHIPPED = tomllib.loads((REPO / "configs" / "banking77.toml").read_text())["prompt_learning"]
+
+
+def shipped(**changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SHIPPED)
+    for path, value in changes.items():
+        node = body
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return body
+
+
+def refused(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    with pytest.raises(MIPROConfigurationError) as info:
+        parse_config({"prompt_learning": body})
+    return info.value.problems
+
+
+def test_the_reference_example_toml_shape_is_read_as_written() -> None:
+    """The reference's example: flat pools, flat meta_model keys, tpe.alpha, seeds.*, instructions.*."""
+    m = SHIPPED["mipro"]
+    body = shipped(mipro__bootstrap_train_seeds=None, mipro__online_pool=None, mipro__test_pool=None)
+    body["bootstrap_train_seeds"] = m["bootstrap_train_seeds"]
+    body["mipro"]["seeds"] = {"online": m["online_pool"], "test": m["test_pool"]}
+    body["mipro"]["tpe"] = {"gamma": 0.25, "alpha": 2.0}
+    del body["mipro"]["max_instructions"]
+    body["mipro"]["instructions"] = {
+        "max_instructions": 4,
+        "generate_at_iterations": [2],
+        "transform_match_mode": "exact",
+    }
+    body["mipro"]["meta_model"] = body["mipro"].pop("meta")["model"]
+    config = parse_config({"prompt_learning": body})
+    assert config.mipro.bootstrap_train_seeds == m["bootstrap_train_seeds"]
+    assert (config.mipro.online_pool, config.mipro.test_pool) == (m["online_pool"], m["test_pool"])
+    assert config.mipro.tpe.alpha == 2.0
+    assert (config.mipro.max_instructions, config.mipro.generate_at_iterations) == (4, [2])
+    assert config.mipro.meta.model == m["meta"]["model"]
+    assert config.mipro.meta.inference_url == body["policy"]["inference_url"], "defaults to the policy's"
+
+
+def test_reference_budget_spellings_land_in_termination() -> None:
+    body = shipped(termination=None)
+    body["termination_config"] = {"max_total_spend_usd": 2.5, "max_trials": 40}
+    body["termination_conditions"] = {"max_consecutive_errors": 7}
+    body["mipro"]["max_wall_clock_seconds"] = 600
+    body["mipro"]["max_total_tokens"] = 1_000_000
+    term = parse_config({"prompt_learning": body}).termination
+    assert (term.max_spend_usd, term.max_trials_allowed, term.max_consecutive_errors) == (2.5, 40, 7)
+    assert term.max_duration_minutes == 10 and term.max_token_limit == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("judge", {"model": "x"}, "prompt_learning.judge"),
+        ("proxy_models", {"model": "x"}, "prompt_learning.proxy_models"),
+        ("mipro__modules", [{"module_id": "m"}], "prompt_learning.mipro.modules"),
+        ("mipro__adaptive_pool", {"level": "HIGH"}, "prompt_learning.mipro.adaptive_pool"),
+        ("mipro__metaprompt", "Write...", "prompt_learning.mipro.metaprompt"),
+        ("mipro__token_counting_model", "gpt-4", "prompt_learning.mipro.token_counting_model"),
+        ("mipro__grounding", {"n": 10}, "prompt_learning.mipro.grounding"),
+        ("mipro__proposer_mode", "synth", "prompt_learning.mipro.proposer_mode"),
+        ("mipro__instructions_per_batch", 5, "prompt_learning.mipro.instructions_per_batch"),
+        ("mipro__reference_pool", [900, 901], "prompt_learning.mipro.reference_pool"),
+    ],
+)
+def test_a_reference_key_without_an_effect_here_is_refused_by_name(key: str, value: Any, named: str) -> None:
+    problems = refused(shipped(**{key: value}))
+    assert [p[0] for p in problems] == [named]
+    assert problems[0][1] and problems[0][2], "says why and what to do"
+
+
+def test_every_refused_key_of_a_config_is_named_at_once() -> None:
+    body = shipped(judge={"model": "x"}, mipro__demo={"k": 1}, mipro__spec={"x": 1})
+    assert {p[0] for p in refused(body)} == {
+        "prompt_learning.judge",
+        "prompt_learning.mipro.demo",
+        "prompt_learning.mipro.spec",
+    }
+
+
+def test_adaptive_pool_none_is_the_fixed_pool_and_accepted() -> None:
+    assert isinstance(
+        parse_config({"prompt_learning": shipped(mipro__adaptive_pool={"level": "NONE"})}), JobConfig
+    )
+
+
+def test_stage_keys_without_an_effect_are_refused_and_python_transforms_too() -> None:
+    stage = {
+        "stage_id": "main",
+        "baseline_instruction": "x",
+        "policy_config": {"model": "y"},
+        "baseline_messages": [],
+    }
+    assert {p[0] for p in refused(shipped(mipro__stages=[stage]))} == {
+        "prompt_learning.mipro.stages[0].policy_config",
+        "prompt_learning.mipro.stages[0].baseline_messages",
+    }
+    assert [
+        p[0]
+        for p in refused(shipped(mipro__stages=[{"baseline_instruction": "x", "max_instruction_slots": 3}]))
+    ] == ["prompt_learning.mipro.stages[0].max_instruction_slots"]
+    problems = refused(shipped(mipro__stages=[{"baseline_instruction": "x", "mode": "PYTHON"}]))
+    assert "PYTHON transforms are refused" in problems[0][1]
+    problems = refused(shipped(mipro__stages=[{"baseline_instruction": "x", "typo_key": 1}]))
+    assert problems[0][0] == "prompt_learning.mipro.stages.0.typo_key", "stages refuse unknown keys"
+
+
+def test_reference_transform_settings_are_the_stages_defaults() -> None:
+    system = next(m["pattern"] for m in SHIPPED["initial_prompt"]["messages"] if m["role"] == "system")
+    body = shipped(mipro__transform_match_mode="exact", mipro__transform_case_sensitive=False)
+    body["mipro"]["stages"] = [{"stage_id": "main", "baseline_instruction": system, "mode": "FOLLOW"}]
+    [stage] = parse_config({"prompt_learning": body}).mipro.stages
+    assert (stage.mode, stage.match, stage.case_sensitive) == ("follow", "exact", False)
+
+
+def test_parallel_risk_sets_the_parallelism_not_given() -> None:
+    body = shipped(mipro__parallel_risk="high", mipro__max_concurrent=None, mipro__max_parallel_trials=None)
+    body["mipro"].pop("rollout_retries", None)
+    m = parse_config({"prompt_learning": body}).mipro
+    assert (m.parallel_risk, m.max_concurrent, m.max_parallel_trials, m.rollout_retries) == ("HIGH", 48, 8, 3)
+    body["mipro"]["max_concurrent"] = 5  # what the config sets wins
+    assert parse_config({"prompt_learning": body}).mipro.max_concurrent == 5
+
+
+def test_one_setting_spelled_twice_differently_is_refused() -> None:
+    body = shipped()
+    body["mipro"]["instructions"] = {"max_instructions": body["mipro"]["max_instructions"] + 1}
+    assert [p[0] for p in refused(body)] == ["prompt_learning.mipro.instructions.max_instructions"]
+    body = shipped()
+    body["termination_config"] = {"max_total_spend_usd": body["termination"]["max_spend_usd"] * 2}
+    assert [p[0] for p in refused(body)] == ["prompt_learning.termination_config.max_total_spend_usd"]
