@@ -65,6 +65,15 @@ class InitialPrompt(Strict):
         return sorted(self.messages, key=lambda m: m.order)
 
 
+# Providers whose OpenAI-compatible base URL and key variable are known: a policy naming one without an
+# `inference_url` gets these. Any other OpenAI-compatible server (vLLM, llama.cpp's `mipro llm-server`, a
+# gateway) is named by its `inference_url` and, if it wants a key, `api_key_env`, whatever its provider.
+PROVIDER_DEFAULTS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+}
+
+
 class PolicyConfig(BaseModel):
     """The policy model the task app's calls are sent to. Unknown keys pass through to the task app."""
 
@@ -72,7 +81,7 @@ class PolicyConfig(BaseModel):
     __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # passed on to the task app as JSON
 
     model: str = Field(min_length=1)
-    provider: str = "openai"
+    provider: str = Field(default="openai", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     inference_url: str = Field(
         min_length=1, description="OpenAI-compatible base URL the interceptor forwards to"
     )
@@ -80,6 +89,21 @@ class PolicyConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_completion_tokens: int = Field(default=512, ge=1)
     policy_name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        """`provider` is case-insensitive; openai and groq without `inference_url` get their base URL and
+        key variable. An explicit `inference_url` never gets a default key variable: a provider's key is
+        sent only where the config says."""
+        if not isinstance(data, dict) or not isinstance(data.get("provider", "openai"), str):
+            return data
+        data = {**data, "provider": data.get("provider", "openai").strip().lower()}
+        if not data.get("inference_url") and data["provider"] in PROVIDER_DEFAULTS:
+            url, key_env = PROVIDER_DEFAULTS[data["provider"]]
+            data["inference_url"] = url
+            data.setdefault("api_key_env", key_env)
+        return data
 
 
 class MetaModelConfig(Strict):
