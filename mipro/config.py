@@ -252,6 +252,17 @@ class MiproSettings(Strict):
 PoolName = Literal["bootstrap", "online", "validation", "test"]
 
 
+class ProxyModelConfig(Strict):
+    """A cheaper policy model for the minibatch trials (and the baseline on their blocks). Promotions, the
+    baseline's validation and the final test evaluation run on `policy.model`. Unset keys are the policy's."""
+
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    inference_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
 class JobConfig(Strict):
     algorithm: Literal["mipro"] = "mipro"
     task_app_url: str = Field(min_length=1)
@@ -265,6 +276,7 @@ class JobConfig(Strict):
     mipro: MiproSettings
     termination: TerminationConfig = Field(default_factory=TerminationConfig)
     pricing: dict[str, Price] = Field(default_factory=dict)
+    proxy_models: ProxyModelConfig | None = None
 
     @model_validator(mode="after")
     def _check_prompt_and_prices(self) -> JobConfig:
@@ -285,13 +297,22 @@ class JobConfig(Strict):
                 f"{MAX_TRIALS_PER_JOB}"
             )
         if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
-            for model in (self.policy.model, self.mipro.meta.model):
+            proxy = [self.proxy_models.model] if self.proxy_models else []
+            for model in (self.policy.model, self.mipro.meta.model, *proxy):
                 if model not in self.pricing:
                     raise ValueError(
                         f"a USD budget is set but pricing has no entry for model {model!r}: add "
                         f'[prompt_learning.pricing."{model}"] input_per_mtok/output_per_mtok'
                     )
         return self
+
+    def policy_for(self, pool: PoolName) -> PolicyConfig:
+        """The policy of rollouts on `pool`: the proxy model's for the online pool when one is set."""
+        proxy = self.proxy_models
+        if pool != "online" or proxy is None:
+            return self.policy
+        changes = {k: v for k, v in proxy.model_dump().items() if v is not None}
+        return self.policy.model_copy(update=changes)
 
     def env_config_for(self, pool: PoolName) -> dict[str, JsonValue]:
         """The env config the task app gets for a rollout on a seed of `pool`."""

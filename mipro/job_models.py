@@ -202,4 +202,8 @@ class OptimizationResult(BaseModel):
     final_balance_usd: float | None = None
     balance_type: str | None = None
     task_app_data_source: str | None = None  # which data the task app said it serves (e.g. a fallback set)
+    # proxy_models: the trials ran on this model; its minibatch scores against the validation scores
+    proxy_model: str | None = None
+    proxy_rank_agreement: float | None = None  # Spearman over the candidates with both (None under 3)
+    proxy_candidates_compared: int = 0
     warnings: list[str] = Field(default_factory=list)  # e.g. no demo bootstrapped: check the answer format

@@ -63,16 +63,8 @@ NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
         "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
         "remove it",
     ),
-    "proxy_models": (
-        "proxy models are not supported yet: every trial runs on policy.model",
-        "remove it",
-    ),
     "mipro.judge": (
         "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
-        "remove it",
-    ),
-    "mipro.proxy_models": (
-        "proxy models are not supported yet: every trial runs on policy.model",
         "remove it",
     ),
     "mipro.modules": (
@@ -160,6 +152,8 @@ def translate(body: dict[str, Any]) -> dict[str, Any]:
     _move_table(mipro, "seeds", SEED_KEYS, mipro)
     _move_table(mipro, "instructions", INSTRUCTION_KEYS, mipro)
     _move_meta_keys(body, mipro)
+    if "proxy_models" in mipro and "proxy_models" not in body:
+        body["proxy_models"] = mipro.pop("proxy_models")
     termination = (
         dict(body.get("termination") or {}) if isinstance(body.get("termination", {}), dict) else None
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio import workflow
 
@@ -10,8 +11,8 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.budget import ERROR_STOPS
     from mipro.compile import render_ready_messages
-    from mipro.job_models import BestPrompt, JobStatus, OptimizationResult, StagePayload
-    from mipro.results import mean
+    from mipro.job_models import BestPrompt, CandidateSummary, JobStatus, OptimizationResult, StagePayload
+    from mipro.results import mean, spearman
     from mipro.types import ChatMessage
 
 from mipro.workflows.evaluation import evaluate
@@ -42,6 +43,22 @@ async def finish(job: Job) -> OptimizationResult:
         {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": job.s.stop_reason},
     )
     return result(job, "succeeded", test_scores=(base_test, best_test))
+
+
+def _proxy_agreement(job: Job, summaries: list[CandidateSummary]) -> dict[str, Any]:
+    """With proxy_models: how well the proxy's minibatch scores rank what the real model validated."""
+    if job.cfg.proxy_models is None:
+        return {}
+    pairs = [
+        (c.minibatch_score, c.validation_score)
+        for c in summaries
+        if c.minibatch_score is not None and c.validation_score is not None
+    ]
+    return {
+        "proxy_model": job.cfg.proxy_models.model,
+        "proxy_rank_agreement": spearman([a for a, _ in pairs], [b for _, b in pairs]),
+        "proxy_candidates_compared": len(pairs),
+    }
 
 
 def stopped_on_errors(job: Job) -> OptimizationResult:
@@ -140,5 +157,6 @@ def result(job: Job, status: JobStatus, test_scores: tuple[float | None, float |
         if s.simulated_llm is not None
         else job.cfg.policy.provider == "simulated",
         task_app_data_source=s.task_app_data_source,
+        **_proxy_agreement(job, summaries),
         warnings=list(s.warnings),
     )

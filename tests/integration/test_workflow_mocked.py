@@ -263,3 +263,33 @@ async def test_instruction_and_demo_caps_and_strict_transforms_take_effect(
     with pytest.raises(WorkflowFailureError) as info:
         await run_job(temporal_env, task_queue, fake_config("mipro.transform_strict=true"))
     assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == FailureType.TRANSFORM
+
+
+async def test_proxy_models_run_the_trials_and_the_real_model_decides(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    config = fake_config(
+        'proxy_models.model="sim-proxy"',
+        'proxy_models.inference_url="http://127.0.0.1:9/proxy/v1"',
+        "pricing.sim-proxy={input_per_mtok=0.01, output_per_mtok=0.01}",
+    )
+    result = await run_job(temporal_env, task_queue, config)
+
+    models = {e.label: (e.target.policy.model, e.target.policy.inference_url) for e in fakes.evaluations}
+    proxy = ("sim-proxy", "http://127.0.0.1:9/proxy/v1")
+    real = (config.policy.model, config.policy.inference_url)
+    online = [label for label in models if label.startswith(("trial-", "baseline-i"))]
+    assert online and all(models[label] == proxy for label in online)
+    decided = [label for label in models if label.startswith(("bootstrap", "baseline-val", "val-", "test-"))]
+    assert any(label.startswith("val-") for label in decided)
+    assert all(models[label] == real for label in decided)
+    assert result.proxy_model == "sim-proxy"
+    both = [
+        c
+        for c in result.attempted_candidates
+        if c.minibatch_score is not None and c.validation_score is not None
+    ]
+    assert result.proxy_candidates_compared == len(both) >= 2
+    agreement = result.proxy_rank_agreement
+    assert (agreement is None) == (len(both) < 3) and (agreement is None or -1.0 <= agreement <= 1.0)

@@ -74,7 +74,6 @@ def test_reference_budget_spellings_land_in_termination() -> None:
     ("key", "value", "named"),
     [
         ("judge", {"model": "x"}, "prompt_learning.judge"),
-        ("proxy_models", {"model": "x"}, "prompt_learning.proxy_models"),
         ("mipro__modules", [{"module_id": "m"}], "prompt_learning.mipro.modules"),
         ("mipro__adaptive_pool", {"level": "HIGH"}, "prompt_learning.mipro.adaptive_pool"),
         ("mipro__metaprompt", "Write...", "prompt_learning.mipro.metaprompt"),
@@ -151,3 +150,16 @@ def test_one_setting_spelled_twice_differently_is_refused() -> None:
     body = shipped()
     body["termination_config"] = {"max_total_spend_usd": body["termination"]["max_spend_usd"] * 2}
     assert [p[0] for p in refused(body)] == ["prompt_learning.termination_config.max_total_spend_usd"]
+
+
+def test_proxy_models_are_the_online_pools_policy_and_need_a_price_under_a_usd_budget() -> None:
+    body = shipped()
+    body["mipro"]["proxy_models"] = {"model": "sim-tiny"}  # the reference also nests it under mipro
+    assert "sim-tiny" in refused(body)[0][1], "a USD budget needs the proxy's price"
+    body["pricing"]["sim-tiny"] = {"input_per_mtok": 0.01, "output_per_mtok": 0.02}
+    config = parse_config({"prompt_learning": body})
+    assert config.policy_for("online").model == "sim-tiny"
+    assert config.policy_for("online").inference_url == config.policy.inference_url, (
+        "unset keys: the policy's"
+    )
+    assert {config.policy_for(p).model for p in ("bootstrap", "validation", "test")} == {config.policy.model}

@@ -62,3 +62,13 @@ def test_informative_choices_pair_every_instruction_with_the_full_demo_set() -> 
     assert [c.key for c in choices] == ["0:1", "2:1"]
     no_demos = decide.informative_choices(instructions, [[[]]], untried=lambda c: True)
     assert [c.key for c in no_demos] == ["0:0", "1:0", "2:0"]
+
+
+def test_spearman_ranks_with_ties_and_needs_three_pairs() -> None:
+    from mipro.results import ranks, spearman
+
+    assert ranks([0.5, 0.1, 0.5, 0.9]) == [2.5, 1.0, 2.5, 4.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+    assert abs(spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) - 0.8) < 1e-9
