@@ -23,6 +23,8 @@ from mipro.activity_models import (
     HealthCheckInput,
     ProposeInput,
     ProposeOutput,
+    SuggestInput,
+    SuggestOutput,
     TaskAppInfo,
 )
 from mipro.config import JobConfig
@@ -293,3 +295,42 @@ async def test_proxy_models_run_the_trials_and_the_real_model_decides(
     assert result.proxy_candidates_compared == len(both) >= 2
     agreement = result.proxy_rank_agreement
     assert (agreement is None) == (len(both) < 3) and (agreement is None or -1.0 <= agreement <= 1.0)
+
+
+async def test_re_proposal_is_grounded_in_the_scores_grows_the_space_and_keeps_the_observations(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    suggestions: list[SuggestInput] = []
+
+    @activity.defn(name="suggest_candidates")
+    async def recording_suggest(inp: SuggestInput) -> SuggestOutput:
+        suggestions.append(inp)
+        return await suggest_candidates(inp)
+
+    queue = f"{task_queue}-regen"
+    activities = [
+        fakes.check_task_app,
+        fakes.evaluate_candidate,
+        fakes.propose_instructions,
+        recording_suggest,
+    ]
+    async with Worker(
+        temporal_env.client, task_queue=queue, workflows=[MiproWorkflow], activities=activities
+    ):
+        config = fake_config("mipro.generate_at_iterations=[2]", "mipro.informative_first_iteration=false")
+        result = await run_job(temporal_env, queue, config)
+
+    first, later = fakes.proposals
+    assert first.history == [] and later.history, "the later round sees the scores so far"
+    scored = dict(later.history)
+    assert set(scored) <= set(result.instructions[0][: len(first.existing) + first.n])
+    assert max(scored.values()) > min(scored.values()), "best and worst, with their scores"
+    assert len(result.instructions[0]) == len(later.existing) + later.n, (
+        "the new instructions joined the space"
+    )
+    before = [s for s in suggestions if s.space[0] == len(later.existing)]
+    after = [s for s in suggestions if s.space[0] == len(result.instructions[0])]
+    assert before and after, "suggestions before and after the re-proposal"
+    kept = {tuple(p) for p, _, _ in before[-1].history}
+    assert kept <= {tuple(p) for p, _, _ in after[0].history}, "the TPE keeps its observations"
