@@ -5,13 +5,15 @@ costs one activity per trial, not per rollout. A failed rollout is retried with 
 fails, reported as an error of a named kind: never a score of 0. A task app's `Retry-After` (on a 429 or
 a 5xx) sets the wait before the next attempt, capped at `MAX_RETRY_AFTER_SECONDS`.
 
-The health check also refuses seeds outside the ranges the task app advertises in /task_info, naming them.
+The health check refuses seeds outside the ranges the task app advertises in /task_info for each pool's
+split, naming them, and a refused task-app key as a TaskAppAuthError naming the env var to set. It also
+reports which data the app says it serves and whether the policy's LLM is the simulated one (its
+/v1/models answer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -28,22 +30,23 @@ from mipro.activity_models import (
     HealthCheckInput,
     TaskAppInfo,
 )
-from mipro.errors import FailureType
+from mipro.errors import FailureType, task_app_key_fix
 from mipro.interceptor.registry import CallRecord, Upstream
 from mipro.retry_after import retry_after_seconds
 from mipro.rollout_protocol import (
     SeedRange,
-    advertised_seed_ranges,
     auth_headers,
     parse_reward,
+    pools_outside_ranges,
     rollout_payload,
-    seeds_outside,
 )
 from mipro.types import ErrorKind, FewShotExample, SeedOutcome, Usage
 
 log = structlog.get_logger("activities.task_app")
 RETRYABLE: set[str] = {"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"}
 MAX_SEEDS_NAMED = 20
+MODELS_PROBE_TIMEOUT_S = 5.0
+MAX_DATA_SOURCE_CHARS = 300
 
 
 class RolloutFailure(Exception):
@@ -65,20 +68,28 @@ def _named(seeds: list[int]) -> str:
     return ", ".join(str(s) for s in seeds[:MAX_SEEDS_NAMED]) + more
 
 
+def _ranges_text(ranges: list[SeedRange]) -> str:
+    return ", ".join(f"{lo}-{hi}" for lo, hi in ranges)
+
+
 def check_seed_ranges(inp: HealthCheckInput, task_info: dict[str, Any] | None) -> None:
-    """Refuse the job when a seed pool holds seeds outside the ranges the task app advertises."""
-    ranges: list[SeedRange] | None = advertised_seed_ranges(task_info, inp.split)
-    if not ranges or not inp.seed_pools:
-        return
-    outside = seeds_outside(inp.seed_pools, ranges)
+    """Refuse the job when a seed pool holds seeds outside the ranges the task app advertises for the
+    pool's split (`pool_splits`, else `split`)."""
+    outside = pools_outside_ranges(task_info, inp.seed_pools, inp.pool_splits, inp.split)
     if not outside:
         return
-    shown = "; ".join(f"{pool}: {_named(seeds)}" for pool, seeds in outside.items())
-    advertised = ", ".join(f"{lo}-{hi}" for lo, hi in ranges)
+    shown = "; ".join(
+        f"{pool}: {_named(o.seeds)} (split {o.split or 'any'}: {_ranges_text(o.ranges)})"
+        for pool, o in outside.items()
+    )
     raise ApplicationError(
-        f"seeds outside the task app's advertised seed range{'s' if len(ranges) > 1 else ''} {advertised} "
-        f"(split {inp.split or 'default'}): {shown}. Use seeds within the range, or another split",
-        {"outside": outside, "ranges": ranges},
+        f"seeds outside the task app's advertised seed ranges: {shown}. Use seeds within the range of "
+        "each pool's split, or another split (env_config / pool_env_config)",
+        {
+            "outside": {pool: o.seeds for pool, o in outside.items()},
+            "ranges": {pool: o.ranges for pool, o in outside.items()},
+            "splits": {pool: o.split for pool, o in outside.items()},
+        },
         type=FailureType.HEALTH_CHECK,
         non_retryable=True,
     )
@@ -104,10 +115,93 @@ def remaining_allowance(inp: EvaluateInput, spent: Usage) -> Usage | None | Lite
     return Usage(cost_usd=cost or 0.0, prompt_tokens=tokens or 0)
 
 
-def _is_auth_refusal(response: httpx.Response) -> bool:
-    if response.status_code in (401, 403):
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_summary(response: httpx.Response) -> str:
+    """A refusal's code and message (synth's `{"detail": {"error": {"code", "message"}}}`), else the start
+    of the body. Never the whole error object: synth's 400 lists the first characters of the keys."""
+    body = _json(response)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    error = detail.get("error") if isinstance(detail, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and error is None:
+        error = body["error"]
+    if isinstance(error, dict):
+        parts = [str(error[k]) for k in ("code", "message") if isinstance(error.get(k), str)]
+        if parts:
+            return ": ".join(parts)[:200]
+    if isinstance(detail, str):
+        return detail[:200]
+    return response.text[:200]
+
+
+def auth_refusal(response: httpx.Response) -> str | None:
+    """Why the task app refused our key, or None if it did not: a 401/403, a 400 whose body says
+    `unauthorised` (synth's task apps, and ours), or a 200 /health saying `authorized: false` (synth's
+    auth-tolerant /health on Modal)."""
+    status = response.status_code
+    if status in (401, 403) or (status == 400 and "unauthori" in response.text.lower()):
+        return f"{status} {_error_summary(response)}"
+    body = _json(response) if status == 200 else None
+    if isinstance(body, dict) and body.get("authorized") is False:
+        return "/health says authorized: false"
+    return None
+
+
+def auth_error(url: str, route: str, reason: str, key_env: str | None, key_sent: bool) -> ApplicationError:
+    """The job's TaskAppAuthError: which route refused the key, and which env var to set."""
+    fix = task_app_key_fix(key_env, key_sent)
+    return ApplicationError(
+        f"task app at {url} refused the task-app key on {route} ({reason}): {fix}",
+        {"task_app_api_key_env": key_env, "key_sent": key_sent},
+        type=FailureType.AUTH,
+        non_retryable=True,
+    )
+
+
+def data_source_of(health: Any, task_info: dict[str, Any] | None) -> str | None:
+    """Which data the task app says it serves: /health's `data_source` (the example apps), else the
+    taskset's `data_source` / `source`, or synth's `hf_dataset` (its Hugging Face dataset name)."""
+    info = task_info if isinstance(task_info, dict) else {}
+    taskset = info.get("taskset") if isinstance(info.get("taskset"), dict) else {}
+    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
+    candidates = [
+        health.get("data_source") if isinstance(health, dict) else None,
+        *(place.get(key) for place in (taskset, dataset) for key in ("data_source", "source")),
+    ]
+    for value in candidates:
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:MAX_DATA_SOURCE_CHARS]
+    hf = taskset.get("hf_dataset") or dataset.get("hf_dataset")
+    return f"hf_dataset: {hf}"[:MAX_DATA_SOURCE_CHARS] if isinstance(hf, str) and hf.strip() else None
+
+
+def models_url(inference_url: str) -> str:
+    """`{base}/models` of an OpenAI-compatible base URL (`.../v1`, or a full `.../chat/completions` URL)."""
+    base = inference_url.split("?", 1)[0].rstrip("/")
+    base = base.removesuffix("/chat/completions").removesuffix("/completions")
+    return f"{base}/models"
+
+
+def simulated_llm_of(response: httpx.Response) -> bool | None:
+    """Whether a `/models` answer comes from the simulated LLM (mipro.simllm): its `X-Simulated-LLM: true`
+    header, or a model list whose every model is `owned_by: "simulated"` / named `simulated/...`. None when
+    the answer says neither (not a 200 model list)."""
+    if response.headers.get("x-simulated-llm", "").strip().lower() == "true":
         return True
-    return response.status_code == 400 and "unauthori" in response.text.lower()
+    if response.status_code != 200:
+        return None
+    body = _json(response)
+    models = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+        return None
+    return all(
+        m.get("owned_by") == "simulated" or str(m.get("id", "")).startswith("simulated/") for m in models
+    )
 
 
 class TaskAppActivities:
@@ -116,7 +210,8 @@ class TaskAppActivities:
 
     @activity.defn(name="check_task_app")
     async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
-        headers = auth_headers(self.res.secret(inp.task_app_api_key_env))
+        key = self.res.secret(inp.task_app_api_key_env)
+        headers = auth_headers(key)
         url = inp.task_app_url.rstrip("/")
         try:
             health = await self.res.http.get(f"{url}/health", headers=headers, timeout=10)
@@ -126,22 +221,49 @@ class TaskAppActivities:
                 type=FailureType.HEALTH_CHECK,
                 non_retryable=True,
             ) from None
+        if reason := auth_refusal(health):
+            raise auth_error(url, "/health", reason, inp.task_app_api_key_env, key is not None)
         if health.status_code != 200:
+            summary = _error_summary(health)
+            if "missing_environment_api_key" in summary:  # synth's app started without its own key
+                summary += " (the task app itself has no key: start it with ENVIRONMENT_API_KEY set)"
             raise ApplicationError(
-                f"task app at {url} answered /health with {health.status_code}: {health.text[:200]}",
+                f"task app at {url} answered /health with {health.status_code}: {summary}",
                 type=FailureType.HEALTH_CHECK,
                 non_retryable=True,
             )
-        task_info = await self._task_info(url, headers)
+        task_info = await self._task_info(url, headers, inp.task_app_api_key_env, key is not None)
         check_seed_ranges(inp, task_info)
-        return TaskAppInfo(healthy=True, task_info=task_info)
+        return TaskAppInfo(
+            healthy=True,
+            task_info=task_info,
+            data_source=data_source_of(_json(health), task_info),
+            simulated_llm=await self._simulated_llm(inp.policy_inference_url),
+        )
 
-    async def _task_info(self, url: str, headers: dict[str, str]) -> dict[str, Any] | None:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
+    async def _task_info(
+        self, url: str, headers: dict[str, str], key_env: str | None, key_sent: bool
+    ) -> dict[str, Any] | None:
+        """/task_info (best effort: None when the app has none), but a refused key is an auth failure."""
+        try:
             response = await self.res.http.get(f"{url}/task_info", headers=headers, timeout=10)
-            if response.status_code == 200 and isinstance(body := response.json(), dict):
-                return body
-        return None
+        except httpx.HTTPError:
+            return None
+        if response.status_code >= 400 and (reason := auth_refusal(response)):
+            raise auth_error(url, "/task_info", reason, key_env, key_sent)
+        body = _json(response) if response.status_code == 200 else None
+        return body if isinstance(body, dict) else None
+
+    async def _simulated_llm(self, inference_url: str | None) -> bool | None:
+        """Whether the policy's LLM is the simulated one, from its /models answer; None when it cannot
+        tell (no URL, no answer, or an answer that says neither). Never fails the health check."""
+        if not inference_url:
+            return None
+        try:
+            response = await self.res.http.get(models_url(inference_url), timeout=MODELS_PROBE_TIMEOUT_S)
+        except (httpx.HTTPError, ValueError):  # ValueError: an unusable URL
+            return None
+        return simulated_llm_of(response)
 
     @activity.defn(name="evaluate_candidate")
     async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
@@ -250,7 +372,8 @@ class TaskAppActivities:
         except httpx.TransportError as exc:
             raise RolloutFailure("connection", f"{type(exc).__name__}: {exc}") from None
         calls = self.res.registry.take_records(version, cid)
-        _raise_for_status(response, calls)
+        key_env, key_sent = target.task_app_api_key_env, task_key is not None
+        _raise_for_status(response, calls, target.task_app_url, key_env, key_sent)
         try:
             body = response.json()
         except ValueError:
@@ -261,15 +384,13 @@ class TaskAppActivities:
         return score, calls
 
 
-def _raise_for_status(response: httpx.Response, calls: list[CallRecord]) -> None:
+def _raise_for_status(
+    response: httpx.Response, calls: list[CallRecord], url: str, key_env: str | None, key_sent: bool
+) -> None:
     if response.status_code < 400:
         return
-    if _is_auth_refusal(response):
-        raise ApplicationError(
-            f"task app refused our key ({response.status_code}): {response.text[:200]}",
-            type=FailureType.AUTH,
-            non_retryable=True,
-        )
+    if reason := auth_refusal(response):
+        raise auth_error(url, "/rollout", reason, key_env, key_sent)
     failed = [c for c in calls if c.error_kind]
     if any(c.error_kind == "budget" for c in failed):
         raise RolloutFailure("budget", "refused by the budget guard")

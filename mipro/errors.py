@@ -25,3 +25,26 @@ class FailureType(StrEnum):
     AUTH = "TaskAppAuthError"  # the task app refused our key: retrying cannot fix it
     BUDGET = "BudgetExceededError"  # the budget does not even cover the bootstrap
     TRANSFORM = "TransformApplicationError"  # the baseline instruction is not in the task app's LLM calls
+
+
+DEFAULT_TASK_APP_KEY_ENV = "ENVIRONMENT_API_KEY"
+
+
+def task_app_key_fix(key_env: str | None, key_sent: bool) -> str:
+    """What to do when a task app refuses the task-app key: which env var to set, and whether it was unset
+    (no key sent) or rejected. The key is read from the worker's environment under `task_app_api_key_env`."""
+    if not key_env:
+        return (
+            "the config names no task-app key (task_app_api_key_env), so none was sent: set "
+            f'task_app_api_key_env = "{DEFAULT_TASK_APP_KEY_ENV}" in the config and '
+            f"{DEFAULT_TASK_APP_KEY_ENV} to the task app's key in the worker's environment"
+        )
+    if not key_sent:
+        return (
+            f"{key_env} is not set in the worker's environment, so no key was sent: set {key_env} to the "
+            "task app's key where the worker runs (`mipro worker`) and restart the worker"
+        )
+    return (
+        f"the key in {key_env} was rejected: set {key_env} in the worker's environment to the key the "
+        "task app was started with, and restart the worker"
+    )

@@ -7,6 +7,7 @@ leniently from `metrics` or `reward_info` (research/synth_task_app.md §1.3-1.5 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from mipro.activity_models import RolloutTarget
@@ -128,6 +129,17 @@ def advertised_seed_ranges(task_info: dict[str, Any] | None, split: str | None) 
     return _ranges(source.get("seed_range"))
 
 
+def advertised_split(task_info: dict[str, Any] | None, split: str | None) -> str | None:
+    """The split whose ranges `advertised_seed_ranges` reads for `split` (None: one range for every split)."""
+    if not isinstance(task_info, dict):
+        return split
+    taskset = task_info.get("taskset")
+    source = taskset if isinstance(taskset, dict) else task_info
+    if isinstance(source.get("seed_ranges"), dict):
+        return split or source.get("default_split") or "train"
+    return split
+
+
 def seeds_outside(pools: dict[str, list[int]], ranges: list[SeedRange]) -> dict[str, list[int]]:
     """Per pool, its seeds that fall in none of the ranges (pools with none are left out)."""
     out: dict[str, list[int]] = {}
@@ -135,4 +147,34 @@ def seeds_outside(pools: dict[str, list[int]], ranges: list[SeedRange]) -> dict[
         bad = [s for s in seeds if not any(lo <= s <= hi for lo, hi in ranges)]
         if bad:
             out[name] = bad
+    return out
+
+
+@dataclass(frozen=True)
+class PoolOutside:
+    """A seed pool's seeds outside the ranges the task app advertises for the pool's split."""
+
+    split: str | None  # the split the ranges are for (None: the app advertises one range for every split)
+    ranges: list[SeedRange]
+    seeds: list[int]
+
+
+def pools_outside_ranges(
+    task_info: dict[str, Any] | None,
+    pools: dict[str, list[int]],
+    pool_splits: dict[str, str | None],
+    default_split: str | None = None,
+) -> dict[str, PoolOutside]:
+    """Per pool, its seeds outside the ranges advertised for *its* split: `pool_splits[pool]` when the pool
+    is named there (None: its env config sets no split, so the app's default), else `default_split`. Pools
+    whose split advertises no range, and pools with no seed outside, are left out."""
+    out: dict[str, PoolOutside] = {}
+    for name, seeds in pools.items():
+        split = pool_splits.get(name, default_split)  # a pool named with None: its env sets no split
+        ranges = advertised_seed_ranges(task_info, split)
+        if not ranges:
+            continue
+        bad = seeds_outside({name: seeds}, ranges).get(name)
+        if bad:
+            out[name] = PoolOutside(split=advertised_split(task_info, split), ranges=ranges, seeds=bad)
     return out

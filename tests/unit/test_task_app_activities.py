@@ -158,3 +158,103 @@ async def test_an_app_that_advertises_no_range_takes_any_seed(activities: TaskAp
         check = HealthCheckInput(task_app_url=server.url, seed_pools={"test_pool": [10**6]}, split="train")
         info = await ActivityEnvironment().run(activities.check_task_app, check)
     assert info.healthy
+
+
+async def test_each_pool_is_checked_against_its_own_splits_range(activities: TaskAppActivities) -> None:
+    """Per-pool env config: the test pool on split "test" (4,500 rows) is checked against 0-4499, the
+    online pool on the job's split "train" against 0-14999, the validation pool on "val" against 0-2999."""
+    data = load_clinc150(SHARED_DIR)
+    pools = {"online_pool": [0, 12000], "val_seeds": [2999], "test_pool": [4499, 4500, 12000]}
+    splits: dict[str, str | None] = {"val_seeds": "val", "test_pool": "test"}
+    with BackgroundServer(create_clinc150(data)) as server:
+        ok = HealthCheckInput(
+            task_app_url=server.url,
+            seed_pools={**pools, "test_pool": [0, 4499]},
+            split="train",
+            pool_splits=splits,
+        )
+        assert (await ActivityEnvironment().run(activities.check_task_app, ok)).healthy
+        bad = HealthCheckInput(task_app_url=server.url, seed_pools=pools, split="train", pool_splits=splits)
+        with pytest.raises(ApplicationError) as refused:
+            await ActivityEnvironment().run(activities.check_task_app, bad)
+        # a pool named with None has no split in its env config: the app's default (train) applies
+        default = HealthCheckInput(
+            task_app_url=server.url,
+            seed_pools={"test_pool": [12000]},
+            split="val",
+            pool_splits={"test_pool": None},
+        )
+        assert (await ActivityEnvironment().run(activities.check_task_app, default)).healthy
+    error = refused.value
+    assert error.type == "TaskAppHealthCheckFailed" and error.non_retryable
+    assert "test_pool: 4500, 12000 (split test: 0-4499)" in error.message, error.message
+    assert "online_pool" not in error.message and "val_seeds" not in error.message
+
+
+async def test_the_health_check_reports_the_apps_data_source(activities: TaskAppActivities) -> None:
+    """From /health's data_source (the example apps), else /task_info: synth's banking77 names its Hugging
+    Face dataset (`hf_dataset`) in the taskset and has no data_source in /health."""
+    synth_like = FastAPI()
+
+    @synth_like.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"healthy": True, "auth": {"required": False}}
+
+    @synth_like.get("/task_info")
+    async def task_info() -> dict[str, Any]:
+        return {"taskset": {"id": "banking77", "splits": ["train", "test"], "hf_dataset": "banking77"}}
+
+    with (
+        BackgroundServer(create_banking77(load_fallback())) as fallback,
+        BackgroundServer(synth_like) as synth,
+    ):
+        ours = await ActivityEnvironment().run(
+            activities.check_task_app, HealthCheckInput(task_app_url=fallback.url)
+        )
+        theirs = await ActivityEnvironment().run(
+            activities.check_task_app, HealthCheckInput(task_app_url=synth.url)
+        )
+    assert ours.data_source is not None and ours.data_source.startswith("fallback: "), ours.data_source
+    assert theirs.data_source == "hf_dataset: banking77"
+
+
+def models_app(models: list[dict[str, Any]], status: int = 200) -> FastAPI:
+    """An OpenAI-compatible /v1/models answering `models` (a real provider's shape), no simulation header."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def listing() -> Any:
+        return JSONResponse({"object": "list", "data": models}, status_code=status)
+
+    return app
+
+
+async def test_the_simulated_llm_is_recognised_by_its_models_answer(activities: TaskAppActivities) -> None:
+    """The real simulated LLM says so (its header, owned_by "simulated"); a provider listing its own models
+    is not it; no answer, a 404 or an unreadable list leave it unknown (None) and never fail the check."""
+    from mipro.simllm.app import create_app as create_simllm
+    from mipro.simllm.settings import SimLLMSettings
+
+    gpt = [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "openai"}]
+    sim_ids = [{"id": "simulated/sim-small", "object": "model", "owned_by": "someone"}]
+    with (
+        BackgroundServer(create_banking77(load_fallback())) as app,
+        BackgroundServer(create_simllm(SimLLMSettings())) as sim,
+        BackgroundServer(models_app(gpt)) as provider,
+        BackgroundServer(models_app(sim_ids)) as sim_named,
+        BackgroundServer(models_app(gpt, status=404)) as missing,
+    ):
+
+        async def probe(llm: str | None) -> bool | None:
+            check = HealthCheckInput(task_app_url=app.url, policy_inference_url=llm)
+            info = await ActivityEnvironment().run(activities.check_task_app, check)
+            assert info.healthy
+            return info.simulated_llm
+
+        assert await probe(f"{sim.url}/v1") is True
+        assert await probe(f"{sim.url}/v1/chat/completions") is True
+        assert await probe(f"{sim_named.url}/v1") is True  # named simulated/..., no header
+        assert await probe(f"{provider.url}/v1/") is False
+        assert await probe(f"{missing.url}/v1") is None
+        assert await probe("http://127.0.0.1:9/v1") is None  # nothing listens on the discard port
+        assert await probe(None) is None
