@@ -3,25 +3,46 @@
 URL handed to the task app: `{base}/v1/{version_id}?cid={correlation_id}`. Accepted:
 `POST /v1/{version_id}/chat/completions?cid=…`, the malformed `POST /v1/{version_id}?cid=…/chat/completions`,
 and `GET /health`. Only registered versions are served, the caller's key is checked, bodies are capped.
+
+What the upstream answers goes back unchanged: a completion's bytes, a `stream: true` call's Server-Sent
+Events as they arrive, and a provider's error response (status code, body, content type, Retry-After) once
+retries are used up or for a refusal that no retry changes; the header `x-mipro-upstream-attempts` says how
+many attempts it took. Only failures without a provider response (timeouts, connection errors, malformed
+completions) are the interceptor's own `502 upstream_failed`.
+
+Budget: every call reserves an upper estimate first and settles at the usage the provider reports. A
+streamed call's usage is the one its stream carries (sent when the request has `stream_options:
+{include_usage: true}`, and by Groq always); a stream without one, or one that broke off, is charged the
+reservation: the upper estimate (prompt bytes, and the completion's cap).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mipro.budget import price_usd
 from mipro.compile import TransformApplicationError, compile_messages, locate_stage
 from mipro.interceptor.registry import CallRecord, Registration, Registry
-from mipro.interceptor.upstream import UpstreamError, forward_chat
+from mipro.interceptor.streaming import StreamReader
+from mipro.interceptor.upstream import (
+    UpstreamError,
+    is_event_stream,
+    open_stream,
+    parse_json,
+    send_chat,
+    valid_message,
+)
 from mipro.types import ChatMessage, ErrorKind, Usage
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -101,12 +122,6 @@ async def _reserve(app: FastAPI, registry: Registry, version_id: str, estimate: 
     return verdict
 
 
-async def _settle(app: FastAPI, registry: Registry, version_id: str, estimate: Usage, actual: Usage) -> None:
-    registry.settle(version_id, estimate, actual)
-    async with app.state.budget_changed:
-        app.state.budget_changed.notify_all()
-
-
 def _substitute(reg: Registration, messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
     stage = locate_stage(messages, reg.stages)
     stage_id = stage.stage_id if stage else reg.stages[0].stage_id
@@ -118,6 +133,7 @@ def create_app(registry: Registry) -> FastAPI:
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=512))
         app.state.budget_changed = asyncio.Condition()
+        app.state.tasks = set()
         yield
         await app.state.http.aclose()
 
@@ -134,7 +150,7 @@ def create_app(registry: Registry) -> FastAPI:
     @app.post("/v1/{version_id}")
     @app.post("/v1/{version_id}/chat/completions")
     @app.post("/v1/{version_id}/v1/chat/completions")
-    async def chat(version_id: str, request: Request) -> JSONResponse:
+    async def chat(version_id: str, request: Request) -> Response:
         return await _handle_chat(app, registry, version_id, request)
 
     return app
@@ -160,7 +176,7 @@ async def _read_body(request: Request) -> dict[str, Any] | JSONResponse:
     return body
 
 
-async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, request: Request) -> JSONResponse:
+async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, request: Request) -> Response:
     reg = registry.get(version_id)
     if reg is None:
         return _error(404, "unknown_version", "this version is not registered for an evaluation")
@@ -183,30 +199,172 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
         message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
         registry.record(version_id, cid, _failed_call("budget", message, stage_id, incoming, messages))
         return _error(402, "budget_exhausted", message)
-    started = time.perf_counter()
+    call = _Call(app, registry, version_id, cid, reg, estimate, stage_id, incoming, messages)
+    if body.get("stream") is True:
+        return await _stream_chat(call, out)
     try:
-        answer = await forward_chat(app.state.http, reg.upstream, out)
+        completion = await send_chat(app.state.http, reg.upstream, out)
     except UpstreamError as exc:
-        await _settle(app, registry, version_id, estimate, Usage())
-        latency = (time.perf_counter() - started) * 1000
-        failed = _failed_call("llm_error", str(exc), stage_id, incoming, messages, latency)
-        registry.record(version_id, cid, failed)
-        log.warning("upstream_failed", version=version_id, cid=cid, error=str(exc))
-        return _error(502, "upstream_failed", str(exc))
-    latency = (time.perf_counter() - started) * 1000
-    message = ChatMessage.model_validate(answer["choices"][0]["message"])
-    usage = _usage(reg, answer, estimate)
-    await _settle(app, registry, version_id, estimate, usage)
-    registry.record(
-        version_id,
-        cid,
-        CallRecord(
-            stage_id=stage_id,
-            request_messages=incoming,
-            sent_messages=messages,
-            answer=message,
-            usage=usage,
-            latency_ms=latency,
-        ),
+        return await _upstream_failed(call, exc)
+    message = ChatMessage.model_validate(completion.data["choices"][0]["message"])
+    await call.finish(_usage(reg, completion.data, estimate), message)
+    raw = completion.raw
+    return Response(
+        content=raw.content,
+        status_code=raw.status_code,
+        media_type=raw.content_type or "application/json",
+        headers=_attempts(completion.attempts),
     )
-    return JSONResponse(answer)
+
+
+def _attempts(attempts: int) -> dict[str, str]:
+    return {"x-mipro-upstream-attempts": str(attempts)}
+
+
+class _Call:
+    """One forwarded call: its reservation, settled once, and its record."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        registry: Registry,
+        version_id: str,
+        cid: str,
+        reg: Registration,
+        estimate: Usage,
+        stage_id: str,
+        incoming: list[ChatMessage],
+        sent: list[ChatMessage],
+    ) -> None:
+        self.app, self.registry, self.version_id, self.cid = app, registry, version_id, cid
+        self.reg, self.estimate = reg, estimate
+        self.stage_id, self.incoming, self.sent = stage_id, incoming, sent
+        self.started = time.perf_counter()
+        self._settled = False
+
+    def settle_now(self, usage: Usage, answer: ChatMessage | None, error: str | None = None) -> None:
+        """Settle and record synchronously (safe in a `finally` of a cancelled stream); wake waiters."""
+        if self._settled:
+            return
+        self._settled = True
+        self.registry.settle(self.version_id, self.estimate, usage)
+        self.registry.record(
+            self.version_id,
+            self.cid,
+            CallRecord(
+                stage_id=self.stage_id,
+                request_messages=self.incoming,
+                sent_messages=self.sent,
+                answer=None if error else answer,
+                usage=usage,
+                latency_ms=(time.perf_counter() - self.started) * 1000,
+                error=error,
+                error_kind="llm_error" if error else None,
+            ),
+        )
+        task = asyncio.get_running_loop().create_task(_notify(self.app))
+        self.app.state.tasks.add(task)
+        task.add_done_callback(self.app.state.tasks.discard)
+
+    async def finish(self, usage: Usage, answer: ChatMessage | None, error: str | None = None) -> None:
+        self.settle_now(usage, answer, error)
+        await asyncio.sleep(0)  # let the waiters' notification run
+
+
+async def _notify(app: FastAPI) -> None:
+    async with app.state.budget_changed:
+        app.state.budget_changed.notify_all()
+
+
+async def _upstream_failed(call: _Call, exc: UpstreamError) -> Response:
+    """The provider's own error response, unchanged, when it sent one; else our 502."""
+    await call.finish(Usage(), None, str(exc))
+    log.warning("upstream_failed", version=call.version_id, cid=call.cid, error=str(exc))
+    if exc.response is None:
+        return _error(502, "upstream_failed", str(exc))
+    headers = _attempts(exc.attempts)
+    if exc.response.retry_after:
+        headers["retry-after"] = exc.response.retry_after
+    return Response(
+        content=exc.response.content,
+        status_code=exc.response.status_code,
+        media_type=exc.response.content_type,
+        headers=headers,
+    )
+
+
+async def _close(response: httpx.Response) -> None:
+    with contextlib.suppress(Exception):  # closing a broken upstream connection may fail: nothing to do
+        await asyncio.shield(response.aclose())
+
+
+async def _stream_chat(call: _Call, out: dict[str, Any]) -> Response:
+    """Relay a `stream: true` call's events unchanged as they arrive, reading them on the way."""
+    try:
+        response = await open_stream(call.app.state.http, call.reg.upstream, out)
+    except UpstreamError as exc:
+        return await _upstream_failed(call, exc)
+    if not is_event_stream(response):
+        return await _unstreamed_answer(call, response)
+    reader = StreamReader()
+
+    async def relay() -> AsyncIterator[bytes]:
+        outcome: str | None = "the caller went away before the stream ended"
+        try:
+            async for chunk in response.aiter_bytes():
+                reader.feed(chunk)
+                yield chunk
+            outcome = None
+        except httpx.HTTPError as exc:
+            outcome = f"upstream stream broke off after {reader.bytes} bytes: {type(exc).__name__}"
+            raise
+        finally:
+            reader.close()
+            _settle_stream(call, reader, outcome)
+            await _close(response)
+
+    return StreamingResponse(
+        relay(),
+        status_code=response.status_code,
+        media_type=response.headers.get("content-type"),
+        headers=_attempts(1),
+    )
+
+
+def _settle_stream(call: _Call, reader: StreamReader, broke: str | None) -> None:
+    message = reader.message()
+    error = broke or reader.error
+    if error is None and not reader.finished:
+        error = "upstream stream ended before it finished (no [DONE], no finish_reason)"
+    if error is None and message is None:
+        error = "upstream stream carried no assistant message"
+    usage = _usage(call.reg, {"usage": reader.usage}, call.estimate) if reader.usage else call.estimate
+    if reader.usage is None:
+        log.info("stream_usage_estimated", version=call.version_id, cid=call.cid, usage=usage.model_dump())
+    if error:
+        log.warning("upstream_stream_failed", version=call.version_id, cid=call.cid, error=error)
+    answer = ChatMessage.model_validate(message) if message else None
+    call.settle_now(usage, answer, error)
+
+
+async def _unstreamed_answer(call: _Call, response: httpx.Response) -> Response:
+    """A provider that answered a stream request with one JSON completion: relayed as it is."""
+    try:
+        content = await response.aread()
+    except httpx.HTTPError as exc:
+        await _close(response)
+        failure = UpstreamError(f"upstream connection failed: {type(exc).__name__}")
+        return await _upstream_failed(call, failure)
+    await _close(response)
+    data = parse_json(content)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    if not valid_message(first.get("message")):
+        return await _upstream_failed(call, UpstreamError("upstream returned a malformed completion"))
+    await call.finish(_usage(call.reg, data, call.estimate), ChatMessage.model_validate(first["message"]))
+    return Response(
+        content=content,
+        status_code=response.status_code,
+        media_type=response.headers.get("content-type"),
+        headers=_attempts(1),
+    )

@@ -11,14 +11,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from mipro.config import Price
+from mipro.pricing import price_for
 from mipro.types import ChatMessage, CompiledCandidate, ErrorKind, StageSpec, Usage
 
 
 class Upstream(BaseModel):
-    """Where the policy calls go. The key comes from the worker's environment, never from a job payload."""
+    """Where the policy calls go: any OpenAI-compatible base URL. The key comes from the worker's
+    environment, never from a job payload. `price` is the job's price of the model, else the built-in
+    default for it (mipro/pricing.py), else None (calls cost 0)."""
 
     base_url: str
     model: str
@@ -26,6 +29,12 @@ class Upstream(BaseModel):
     price: Price | None = None
     timeout_seconds: float = 120.0
     max_attempts: int = 4
+
+    @model_validator(mode="after")
+    def _default_price(self) -> Upstream:
+        if self.price is None:
+            self.price = price_for(self.model)
+        return self
 
 
 class CallRecord(BaseModel):

@@ -205,7 +205,7 @@ def test_transient_upstream_failures_are_retried(upstream, interceptor) -> None:
     assert len(fake.requests) - before == 3
 
 
-def test_persistent_upstream_failure_is_a_clear_error(upstream, interceptor) -> None:
+def test_persistent_upstream_failure_passes_the_providers_last_answer_on(upstream, interceptor) -> None:
     fake, up_server = upstream
     registry, server = interceptor
     version = register(registry, up_server.url)
@@ -213,9 +213,11 @@ def test_persistent_upstream_failure_is_a_clear_error(upstream, interceptor) -> 
     r = httpx.post(
         f"{server.url}/v1/{version}/chat/completions?cid=d", json=chat_body(), headers={"X-API-Key": "k1"}
     )
-    assert r.status_code == 502 and "after 3 attempts" in r.json()["error"]["message"]
+    # The provider's own status and body, unchanged, after the attempts; the header says how many.
+    assert r.status_code == 500 and r.json() == {"error": "busy"}
+    assert r.headers["x-mipro-upstream-attempts"] == "3"
     records = registry.take_records(version, "d")
-    assert records[0].error and records[0].answer is None
+    assert records[0].error and "after 3 attempts" in records[0].error and records[0].answer is None
 
 
 def test_prompt_without_the_baseline_is_a_transform_error(upstream, interceptor) -> None:
