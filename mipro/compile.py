@@ -35,7 +35,7 @@ def _pattern(text: str, case_sensitive: bool) -> re.Pattern[str]:
     return re.compile(re.escape(text), 0 if case_sensitive else re.IGNORECASE)
 
 
-def _span(content: str, spec: StageSpec) -> tuple[int, int] | None:
+def baseline_span(content: str, spec: StageSpec) -> tuple[int, int] | None:
     """Where the stage's baseline sits in `content` (start, end), per the stage's match/case rules."""
     baseline = spec.baseline_instruction.strip()
     if not baseline:
@@ -53,7 +53,7 @@ def _locate(messages: list[ChatMessage], spec: StageSpec) -> tuple[int, int, int
     """(message index, start, end) of the first occurrence of the baseline in a message of its role."""
     for index, message in enumerate(messages):
         if message.role == spec.role and message.content is not None:
-            span = _span(message.content, spec)
+            span = baseline_span(message.content, spec)
             if span is not None:
                 return index, *span
     return None

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from mipro import reference_config
+from mipro.compile import baseline_span
 from mipro.errors import MIPROConfigurationError
 from mipro.tpe import TPESettings
 from mipro.types import StageSpec
@@ -155,6 +156,23 @@ PARALLEL_RISK: dict[str, dict[str, int]] = {
 }
 
 
+class AdaptivePoolConfig(Strict):
+    """`mipro.adaptive_pool`: the online pool concentrates on the seeds that discriminate between candidates
+    and grows when their scores tie (`mipro/adaptive_pool.py`). NONE: fixed blocks. A table without
+    `level` is LOW, as in the reference; `adaptive_pool = "HIGH"` is accepted for the table."""
+
+    level: Literal["NONE", "LOW", "MODERATE", "HIGH"] = "LOW"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _level_any_case(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"level": data}
+        if isinstance(data, dict) and isinstance(data.get("level"), str):
+            data = {**data, "level": data["level"].strip().upper()}
+        return data
+
+
 class MiproSettings(Strict):
     env_name: str = "banking77"
     seed: int = 0
@@ -194,6 +212,7 @@ class MiproSettings(Strict):
     informative_first_iteration: bool = True
     # Every N-th trial re-runs the leader (the next promotion's pick) on the new block; 0: never.
     reevaluate_every_trials: int = Field(default=5, ge=0)
+    adaptive_pool: AdaptivePoolConfig = Field(default_factory=lambda: AdaptivePoolConfig(level="NONE"))
     bootstrap_train_seeds: list[int] = Field(min_length=1)
     online_pool: list[int] = Field(min_length=1)
     val_seeds: list[int] = Field(min_length=1)
@@ -263,6 +282,102 @@ class ProxyModelConfig(Strict):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
 
+DEFAULT_RUBRIC = (
+    "You are grading one answer of an AI assistant to a task. Score how well the answer accomplishes the "
+    "task the input asks for: 1 for a fully correct answer, 0 for a wrong or unusable one, in between for "
+    "partly correct answers."
+)
+# The reference's hosted judge service (Synth's verifier API) keys: there is no such service here.
+REFERENCE_JUDGE_SERVICE_KEYS = (
+    "backend_base",
+    "synth_verifier_id",
+    "backend_rubric_id",
+    "backend_event_enabled",
+    "backend_outcome_enabled",
+    "backend_options",
+    "weight_env",
+    "weight_event",
+    "weight_outcome",
+    "spec_path",
+    "spec_max_tokens",
+    "spec_context",
+    "concurrency",
+    "timeout",
+)
+
+
+class JudgeConfig(Strict):
+    """`[prompt_learning.judge]`: an LLM that scores rollouts from the answer the interceptor captured
+    (mipro/judge.py). `mode`: "fallback" scores a rollout whose task app sends no reward (one with a reward
+    keeps it, and costs no judge call); "blend" scores `weight * judge + (1 - weight) * reward` (a rollout
+    without a reward is a `no_reward` error); "judge" scores by the judge alone, the reward ignored. An
+    unset `inference_url` is the policy's (with its `api_key_env`), or the provider's for openai/groq.
+    The reference's `backend_model`, `backend_provider`, `backend_api_key_env` and `reward_source`
+    (`judge`, `fused` = blend) are read; its hosted-judge-service keys are refused."""
+
+    enabled: bool = True
+    model: str = Field(min_length=1)
+    provider: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    inference_url: str | None = Field(default=None, min_length=1)
+    api_key_env: str | None = None
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=64, ge=1)
+    rubric: str = Field(default=DEFAULT_RUBRIC, min_length=1)
+    mode: Literal["fallback", "blend", "judge"] = "fallback"
+    weight: float = Field(default=0.5, ge=0.0, le=1.0)  # the judge's share of a blended score
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if service := [k for k in REFERENCE_JUDGE_SERVICE_KEYS if k in data]:
+            raise ValueError(
+                f"{', '.join(service)}: the reference's hosted judge service is not used here; the judge is "
+                "an OpenAI-compatible LLM at inference_url, instructed by rubric (blend weight: weight)"
+            )
+        for theirs, ours in (
+            ("backend_model", "model"),
+            ("backend_provider", "provider"),
+            ("backend_api_key_env", "api_key_env"),
+        ):
+            if theirs in data:
+                if ours in data and data[ours] != data[theirs]:
+                    raise ValueError(f"{theirs} and {ours} are the same setting: set one of them")
+                data[ours] = data.pop(theirs)
+        source = data.pop("reward_source", None)
+        if source is not None:
+            mode = {"judge": "judge", "fused": "blend"}.get(str(source).lower())
+            if mode is None:
+                raise ValueError(
+                    f"reward_source = {source!r}: the task app's reward alone needs no judge (remove the "
+                    'judge table, or set enabled = false); "judge" and "fused" (= mode "blend") are read'
+                )
+            if "mode" in data and data["mode"] != mode:
+                raise ValueError(f"reward_source = {source!r} and mode = {data['mode']!r} disagree: set one")
+            data["mode"] = mode
+        if isinstance(data.get("provider"), str):
+            data["provider"] = data["provider"].strip().lower()
+        return data
+
+    def resolved(self, policy: PolicyConfig) -> JudgeConfig:
+        """With its upstream filled in: its own `inference_url`, else the provider's base URL (openai,
+        groq: with the provider's key variable unless `api_key_env` is set), else the policy's URL and key."""
+        if self.inference_url:
+            return self
+        if self.provider in PROVIDER_DEFAULTS and self.provider != policy.provider:
+            url, key_env = PROVIDER_DEFAULTS[self.provider]
+            return self.model_copy(update={"inference_url": url, "api_key_env": self.api_key_env or key_env})
+        return self.model_copy(
+            update={
+                "inference_url": policy.inference_url,
+                "api_key_env": self.api_key_env or policy.api_key_env,
+                "provider": self.provider or policy.provider,
+            }
+        )
+
+
 class JobConfig(Strict):
     algorithm: Literal["mipro"] = "mipro"
     task_app_url: str = Field(min_length=1)
@@ -277,12 +392,13 @@ class JobConfig(Strict):
     termination: TerminationConfig = Field(default_factory=TerminationConfig)
     pricing: dict[str, Price] = Field(default_factory=dict)
     proxy_models: ProxyModelConfig | None = None
+    judge: JudgeConfig | None = None  # an LLM judge scoring rollouts (JudgeConfig)
 
     @model_validator(mode="after")
     def _check_prompt_and_prices(self) -> JobConfig:
         texts = [m.pattern for m in self.initial_prompt.messages]
         for i, stage in enumerate(self.stages()):
-            if not any(stage.baseline_instruction in t for t in texts):
+            if not any(baseline_span(t, stage) for t in texts):
                 raise ValueError(
                     f"mipro.stages[{i}].baseline_instruction is not found in any initial_prompt message: "
                     "copy it verbatim from the prompt"
@@ -298,7 +414,8 @@ class JobConfig(Strict):
             )
         if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
             proxy = [self.proxy_models.model] if self.proxy_models else []
-            for model in (self.policy.model, self.mipro.meta.model, *proxy):
+            judge = [self.judge.model] if self.judge and self.judge.enabled else []
+            for model in (self.policy.model, self.mipro.meta.model, *proxy, *judge):
                 if model not in self.pricing:
                     raise ValueError(
                         f"a USD budget is set but pricing has no entry for model {model!r}: add "
@@ -328,7 +445,14 @@ class JobConfig(Strict):
                 "initial_prompt has no system message and mipro.stages is empty: add a system message "
                 "or declare [[prompt_learning.mipro.stages]] with baseline_instruction"
             )
-        return [StageSpec(stage_id="default", baseline_instruction=system[0].pattern, match="substring")]
+        return [
+            StageSpec(
+                stage_id="default",
+                baseline_instruction=system[0].pattern,
+                match=self.mipro.transform_match_mode,
+                case_sensitive=self.mipro.transform_case_sensitive,
+            )
+        ]
 
 
 SECRET_NAME = re.compile(
