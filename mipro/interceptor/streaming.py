@@ -113,10 +113,14 @@ class StreamReader:
             if isinstance(part.get(key), str):
                 call[key] = part[key]
         function = part.get("function")
-        if isinstance(function, dict):
-            for key in ("name", "arguments"):
-                if isinstance(function.get(key), str):
-                    call["function"][key] += function[key]
+        if not isinstance(function, dict):
+            return
+        name = function.get("name")
+        # OpenAI sends the name once; llama.cpp's server repeats it in every delta: a repeat is not a piece.
+        if isinstance(name, str) and name != call["function"]["name"]:
+            call["function"]["name"] += name
+        if isinstance(function.get("arguments"), str):
+            call["function"]["arguments"] += function["arguments"]
 
     def message(self) -> dict[str, Any] | None:
         """The assistant message the stream carried (None if it carried none we can read)."""

@@ -61,6 +61,15 @@ class Provider:
         usage = {"prompt_tokens": 57, "completion_tokens": 5, "total_tokens": 62}
         words = [delta_chunk({"role": "assistant", "content": ""})]
         words += [delta_chunk({"content": w}) for w in ("card", "_", "arrival")]
+        if model == "sse-tools-repeated-name":  # llama.cpp's server: the name in every delta
+            call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "classify"}}
+            words = [
+                delta_chunk({"role": "assistant", "content": None, "tool_calls": [call]}),
+                *(
+                    delta_chunk({"tool_calls": [{**call, "function": {"name": "classify", "arguments": a}}]})
+                    for a in ('{"intent": ', '"card_arrival"}')
+                ),
+            ]
         if model == "sse-tools":
             call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "classify"}}
             words = [
@@ -73,7 +82,7 @@ class Provider:
         events = [sse(c) for c in words]
         if model == "sse-unfinished":
             return events
-        finish = "tool_calls" if model == "sse-tools" else "stop"
+        finish = "tool_calls" if model.startswith("sse-tools") else "stop"
         if model == "sse-groq":
             events.append(sse(delta_chunk({}, finish, x_groq={"id": "req_1", "usage": usage})))
         else:
@@ -186,10 +195,11 @@ def test_stream_is_relayed_byte_for_byte_with_usage_from_the_final_chunk(provide
     assert registry.committed(version) == record.usage, "the reservation was replaced by the real usage"
 
 
-def test_stream_tool_call_deltas_are_joined_into_the_recorded_answer(provider, interceptor) -> None:
+@pytest.mark.parametrize("model", ["sse-tools", "sse-tools-repeated-name"])
+def test_stream_tool_call_deltas_are_joined_into_the_recorded_answer(provider, interceptor, model) -> None:
     fake, up = provider
     registry, server = interceptor
-    version = register(registry, f"{up.url}/v1", "sse-tools")
+    version = register(registry, f"{up.url}/v1", model)
     response, raw = post_raw(
         f"{server.url}/v1/{version}/chat/completions?cid=t1", chat_body(include_usage=True)
     )
