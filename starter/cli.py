@@ -80,11 +80,12 @@ async def _connect(args: argparse.Namespace) -> Client:
 
 
 LIVE_OR_SUCCEEDED = ("created", "running", "paused", "succeeded")
+HAS_RESULT = ("succeeded", "stopped_on_errors", "cancelled")  # jobs that ended with a (best-so-far) result
 
 
 def _exit_code(status: str) -> int:
-    """0 while a job is live or once it has succeeded; 1 if it failed, was cancelled, terminated or timed
-    out."""
+    """0 while a job is live or once it has succeeded; 1 if it stopped on errors, failed, was cancelled,
+    terminated or timed out."""
     return 0 if status in LIVE_OR_SUCCEEDED else 1
 
 
@@ -113,7 +114,7 @@ def _print_outcome(snap: JobSnapshot) -> int:
     from mipro.starter import render
 
     line = render.outcome_line(snap)
-    if snap.status in ("succeeded", "cancelled"):
+    if snap.status in ("succeeded", "cancelled"):  # stopped_on_errors is an error line (and exit 1)
         print(line)
     else:
         print(f"error: {line}", file=sys.stderr)
@@ -162,7 +163,7 @@ async def _start(args: argparse.Namespace) -> int:
     if not args.watch:
         return 0
     snap = await render.watch(client, handle.id)
-    if snap.status in ("succeeded", "cancelled"):
+    if snap.status in HAS_RESULT:
         render.print_result(await _final_result(client, handle.id), jobs.ui_link(handle.id))
     return _print_outcome(snap)
 
@@ -183,6 +184,9 @@ async def _result(args: argparse.Namespace) -> int:
         print(r.model_dump_json(indent=2))
     else:
         render.print_result(r, jobs.ui_link(args.job))
+    if r.status == "stopped_on_errors":  # the best found before the stop, printed; but not a success
+        print(f"error: job {args.job} {render.stopped_summary(r)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -298,7 +302,17 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(Path(args.config) if args.config else None, args.set or [], app_name=args.app)
 
 
-STATUSES = ("created", "running", "paused", "succeeded", "cancelled", "failed", "terminated", "timed_out")
+STATUSES = (
+    "created",
+    "running",
+    "paused",
+    "succeeded",
+    "stopped_on_errors",
+    "cancelled",
+    "failed",
+    "terminated",
+    "timed_out",
+)
 
 
 async def _stack(args: argparse.Namespace) -> int:

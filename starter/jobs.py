@@ -192,6 +192,7 @@ class JobRow(BaseModel):
     trials: int | None
     spend_usd: float | None
     started_at: datetime | None
+    data_source: str | None = None  # which data the task app said it serves (the job's memo), if known
 
 
 # Visibility queries per job status, as effective_status derives it: a closed workflow's Temporal status
@@ -201,6 +202,7 @@ STATUS_QUERIES = {
     "running": "ExecutionStatus = 'Running' AND MiproStatus = 'running'",
     "paused": "ExecutionStatus = 'Running' AND MiproStatus = 'paused'",
     "succeeded": "ExecutionStatus = 'Completed' AND MiproStatus = 'succeeded'",
+    "stopped_on_errors": "ExecutionStatus = 'Completed' AND MiproStatus = 'stopped_on_errors'",
     "cancelled": (
         "(ExecutionStatus = 'Canceled' OR (ExecutionStatus = 'Completed' AND MiproStatus = 'cancelled'))"
     ),
@@ -219,6 +221,7 @@ async def list_jobs(client: Client, status: str | None = None, limit: int = 50) 
     rows: list[JobRow] = []
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
+        source = (await wf.memo()).get("task_app_data_source")
         rows.append(
             JobRow(
                 job_id=wf.id,
@@ -229,6 +232,7 @@ async def list_jobs(client: Client, status: str | None = None, limit: int = 50) 
                 trials=attrs.get(sa.TRIALS),
                 spend_usd=attrs.get(sa.SPEND_USD),
                 started_at=wf.start_time,
+                data_source=source if isinstance(source, str) else None,
             )
         )
     return rows
@@ -383,6 +387,11 @@ async def snapshot(
     )
     if status == "failed":
         snap.error = await failure(client, job_id, rpc_timeout=QUERY_TIMEOUT)
+    elif (
+        desc.status == WorkflowExecutionStatus.COMPLETED
+        and desc.typed_search_attributes.get(sa.STATUS) is None
+    ):
+        snap.status = await completed_status(client, job_id)  # it upserted no MiproStatus: ask the result
     if progress is None or progress.started_at is None:
         return snap
     clock = clock or PauseClock()
@@ -423,17 +432,31 @@ _CLOSED_STATUS = {
 }
 
 
+# How a completed workflow ended (its result's status): the statuses of jobs that have a result.
+COMPLETED_STATUSES = ("succeeded", "stopped_on_errors", "cancelled")
+
+
 def effective_status(execution: WorkflowExecutionStatus | None, mipro_status: str | None) -> str:
     """A job's status from Temporal's execution status and the MiproStatus search attribute.
 
-    The attribute is the workflow's own word while it runs (created, running, paused); once the workflow
-    has closed, Temporal's status decides, so a closed job never reads as running.
+    The attribute is the workflow's own word while it runs (created, running, paused) and how it ended
+    (succeeded, stopped_on_errors: rollouts kept failing, cancelled); once the workflow has closed,
+    Temporal's status decides, so a closed job never reads as running.
     """
     if execution in _CLOSED_STATUS:
         return _CLOSED_STATUS[execution]
     if execution == WorkflowExecutionStatus.COMPLETED:
-        return mipro_status if mipro_status in ("succeeded", "cancelled") else "succeeded"
+        return mipro_status if mipro_status in COMPLETED_STATUSES else "succeeded"
     return mipro_status if mipro_status in ("created", "paused") else "running"
+
+
+async def completed_status(client: Client, job_id: str) -> str:
+    """A completed job's status read from its result (for jobs that could not upsert MiproStatus)."""
+    try:
+        found = await handle(client, job_id).result(rpc_timeout=QUERY_TIMEOUT)
+    except (RPCError, WorkflowFailureError):
+        return "succeeded"
+    return found.status if found.status in COMPLETED_STATUSES else "succeeded"
 
 
 def status_of(wf: WorkflowExecution) -> str:

@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from mipro.estimate import JobEstimate
 from mipro.job_models import OptimizationResult
 from mipro.job_models import Progress as JobProgress
+from mipro.report import is_fallback_data
 from mipro.starter import jobs
 from mipro.starter.jobs import JobRow, JobSnapshot
 from mipro.types import ChatMessage
@@ -69,12 +70,26 @@ def progress_line(p: JobProgress, snap: JobSnapshot | None = None) -> str:
     return f"{p.phase:<12} trials {p.trials_done}/{p.trials_planned}  {progress_detail(p, snap)}"
 
 
+def waiting_for_task_app(snap: JobSnapshot) -> bool:
+    """The job is waiting out a task-app outage (pause-like; it resumes by itself when the app answers)."""
+    return not snap.closed and snap.progress is not None and snap.progress.waiting_for_task_app
+
+
 def status_label(snap: JobSnapshot) -> str:
-    return "PAUSED" if snap.paused else snap.status
+    if snap.paused:
+        return "PAUSED"
+    return "WAITING" if waiting_for_task_app(snap) else snap.status
+
+
+def errors_text(p: JobProgress) -> str:
+    """`12 of 40 rollouts failed (connection: 12)`."""
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(p.errors_by_kind.items()))
+    return f"{p.rollout_errors} of {p.rollouts_done} rollouts failed" + (f" ({kinds})" if kinds else "")
 
 
 def status_line(snap: JobSnapshot) -> str:
-    """One line with the job's true status first: `failed  Type: message`, `PAUSED  search trials ...`."""
+    """One line with the job's true status first: `failed  Type: message`, `PAUSED  search trials ...`,
+    `stopped_on_errors  done ... (max_consecutive_errors: 12 of 40 rollouts failed (...))`."""
     label = f"{status_label(snap):<10}"
     if snap.error is not None:
         phase = f" (in {snap.progress.phase})" if snap.progress else ""
@@ -82,6 +97,10 @@ def status_line(snap: JobSnapshot) -> str:
     if snap.progress is None:
         return f"{label} (no progress: {snap.query_error or 'the job did not answer'})"
     line = f"{label} {progress_line(snap.progress, snap)}"
+    if snap.status == "stopped_on_errors":
+        return line + f"  ({snap.progress.stop_reason or 'stopped'}: {errors_text(snap.progress)})"
+    if waiting_for_task_app(snap):
+        return line + "  (the task app does not answer: waiting for it, resumes by itself)"
     return line + ("  (ETA frozen while paused)" if snap.paused else "")
 
 
@@ -90,6 +109,12 @@ def outcome_line(snap: JobSnapshot) -> str:
     if snap.error is not None:
         return f"job {snap.job_id} failed: {snap.error.type}: {snap.error.message}"
     p = snap.progress
+    if snap.status == "stopped_on_errors" and p is not None:
+        return (
+            f"job {snap.job_id} stopped on errors ({p.stop_reason or 'rollouts kept failing'}): "
+            f"{errors_text(p)}; no final test evaluation; best validation {_fmt(p.best_validation_score)} "
+            f"after {p.trials_done} trials; `mipro result {snap.job_id}` for the best prompt found"
+        )
     if snap.status in ("succeeded", "cancelled") and p is not None:
         return (
             f"job {snap.job_id} {snap.status}: best validation {_fmt(p.best_validation_score)} "
@@ -215,6 +240,17 @@ def _message_preview(message: ChatMessage, max_lines: int = 8) -> str:
     return f"[{message.role}]\n" + "\n".join(lines[:max_lines]) + more
 
 
+def stopped_summary(r: OptimizationResult) -> str:
+    """Why a stopped_on_errors job stopped: `stopped on errors (max_error_rate): 30 of 80 rollouts failed`."""
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(r.errors_by_kind.items()))
+    return (
+        f"stopped on errors ({r.stop_reason or 'rollouts kept failing'}): {r.rollout_errors} of "
+        f"{r.total_rollouts} rollouts failed"
+        + (f" ({kinds})" if kinds else "")
+        + "; no final test evaluation"
+    )
+
+
 def print_result(r: OptimizationResult, ui_link: str) -> None:
     table = Table(
         title=f"MIPRO job {r.job_id}: {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
@@ -235,9 +271,20 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
         ("total cost", f"${r.costs.total.cost_usd:.4f}"),
         ("wall time (workflow)", f"{r.elapsed_seconds:.1f}s"),
     ]
+    if r.task_app_data_source:
+        rows.append(("task app data", r.task_app_data_source))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     console.print(table)
+    if r.status == "stopped_on_errors" and not any(w.startswith("stopped on errors") for w in r.warnings):
+        console.print(
+            f"[bold red]{escape(stopped_summary(r))}[/]: the best prompt below is the best found before"
+        )
+    if is_fallback_data(r.task_app_data_source):
+        console.print(
+            "[bold yellow]warning:[/] the task app served its small FALLBACK data set, not the real one: "
+            "the scores say little about the real task"
+        )
     for warning in r.warnings:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     if r.simulated_llm:
@@ -250,14 +297,25 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
     console.print(f"Temporal UI: {ui_link}")
 
 
-LIST_COLUMNS = ("job", "status", "temporal", "org", "best val", "trials", "spend", "started")
+LIST_COLUMNS = ("job", "status", "temporal", "org", "best val", "trials", "spend", "started", "data")
 
 
 def _list_cells(r: JobRow) -> list[str]:
     started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
     spend = "-" if r.spend_usd is None else f"${r.spend_usd:.4f}"
     trials = str(r.trials if r.trials is not None else "-")
-    return [r.job_id, r.status, r.temporal_status, r.org or "-", _fmt(r.best_score), trials, spend, started]
+    data = " ".join((r.data_source or "-").split())  # one cell: no tabs or newlines from the task app
+    return [
+        r.job_id,
+        r.status,
+        r.temporal_status,
+        r.org or "-",
+        _fmt(r.best_score),
+        trials,
+        spend,
+        started,
+        data,
+    ]
 
 
 def print_job_list(rows: list[JobRow], as_json: bool = False) -> None:
@@ -275,7 +333,7 @@ def print_job_list(rows: list[JobRow], as_json: bool = False) -> None:
     for column in LIST_COLUMNS[1:]:
         table.add_column(column)
     for r in rows:
-        table.add_row(*_list_cells(r))
+        table.add_row(*(escape(cell) for cell in _list_cells(r)))
     console.print(table)
 
 

@@ -11,8 +11,17 @@ from mipro.api import examples
 from mipro.job_models import CandidateSummary, Event, OptimizationResult, Progress
 from mipro.types import ChatMessage
 
+# stopped_on_errors: the job ended early because rollouts kept failing; it has a result (no test scores)
 ApiJobStatus = Literal[
-    "created", "running", "paused", "succeeded", "cancelled", "failed", "terminated", "timed_out"
+    "created",
+    "running",
+    "paused",
+    "succeeded",
+    "stopped_on_errors",
+    "cancelled",
+    "failed",
+    "terminated",
+    "timed_out",
 ]
 CONFIG_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 

@@ -198,13 +198,14 @@ class JobService:
     async def result(self, org: str, job_id: str) -> JobResult:
         desc = await self.describe(org, job_id)
         status = jobs.effective_status(desc.status, desc.typed_search_attributes.get(sa.STATUS))
-        if status not in ("succeeded", "cancelled") or not jobs.is_closed(desc.status):
+        if status not in jobs.COMPLETED_STATUSES or not jobs.is_closed(desc.status):
             detail = ""
             if status == "failed":
                 error = await self._failure(job_id)
                 detail = f": {error.type}: {error.message}" if error else ""
             raise conflict(
-                f"job {job_id} is {status}{detail}; a result exists once it has succeeded or been cancelled"
+                f"job {job_id} is {status}{detail}; a result exists once it has succeeded, stopped on "
+                "errors or been cancelled"
             )
         try:
             result = await self._handle(job_id).result(rpc_timeout=self.timeout)

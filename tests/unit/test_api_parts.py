@@ -54,6 +54,8 @@ def test_a_bad_keys_file_says_what_is_expected(tmp_path: Path) -> None:
         (WES.RUNNING, "succeeded", "running"),  # upserted just before the workflow closes
         (WES.COMPLETED, "succeeded", "succeeded"),
         (WES.COMPLETED, "cancelled", "cancelled"),
+        (WES.COMPLETED, "stopped_on_errors", "stopped_on_errors"),  # its own status, never succeeded
+        (WES.RUNNING, "stopped_on_errors", "running"),
         (WES.COMPLETED, "running", "succeeded"),
         (WES.FAILED, "running", "failed"),  # a closed workflow never reads as running
         (WES.TERMINATED, "paused", "terminated"),
@@ -63,6 +65,19 @@ def test_a_bad_keys_file_says_what_is_expected(tmp_path: Path) -> None:
 )
 def test_effective_status(execution: WES, attribute: str | None, expected: str) -> None:
     assert effective_status(execution, attribute) == expected
+
+
+def test_every_job_status_is_an_api_status_and_a_listing_filter() -> None:
+    from typing import get_args
+
+    from mipro.api.models import ApiJobStatus
+    from mipro.job_models import JobStatus
+    from mipro.starter.jobs import STATUS_QUERIES
+
+    closed_by_temporal = {"failed", "terminated", "timed_out"}
+    assert set(get_args(JobStatus)) - {"running"} <= set(get_args(ApiJobStatus))
+    assert set(get_args(ApiJobStatus)) == set(STATUS_QUERIES)
+    assert set(get_args(JobStatus)) | {"created", "paused"} | closed_by_temporal == set(STATUS_QUERIES)
 
 
 def _trial(n: int, score: float | None) -> TrialRecord:

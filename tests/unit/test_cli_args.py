@@ -199,6 +199,7 @@ def test_job_list_off_a_terminal_is_whole_cells_and_json(capsys: pytest.CaptureF
         "32",
         "$0.1896",
         "2026-01-02 03:04:05",
+        "-",
     ]
     render.print_job_list([row], as_json=True)
     assert json.loads(capsys.readouterr().out)[0]["status"] == "succeeded"
@@ -211,3 +212,59 @@ def test_stack_prints_the_start_command_for_its_ports() -> None:
     assert default.startswith("mipro start ") and default.endswith("configs/banking77.toml --watch")
     moved = start_command("clinc150", "http://127.0.0.1:9000", "http://127.0.0.1:8300")
     assert "clinc150.toml --set 'task_app_url=\"http://127.0.0.1:9000\"' --watch" in moved
+
+
+def test_a_job_waiting_for_its_task_app_says_so_and_a_stopped_one_says_what_failed() -> None:
+    from mipro.starter import render
+    from mipro.starter.jobs import JobSnapshot
+
+    waiting = _progress(None, 3, elapsed=5.0).model_copy(update={"waiting_for_task_app": True})
+    snap = JobSnapshot(
+        job_id="pl_0", status="running", temporal_status="RUNNING", closed=False, progress=waiting
+    )
+    assert render.status_label(snap) == "WAITING"
+    assert render.status_line(snap).endswith(
+        "(the task app does not answer: waiting for it, resumes by itself)"
+    )
+    stopped = waiting.model_copy(
+        update={
+            "phase": "done",
+            "stop_reason": "max_consecutive_errors",
+            "rollouts_done": 40,
+            "rollout_errors": 12,
+            "errors_by_kind": {"connection": 12, "http_5xx": 3},
+        }
+    )
+    done = JobSnapshot(
+        job_id="pl_0", status="stopped_on_errors", temporal_status="COMPLETED", closed=True, progress=stopped
+    )
+    assert render.status_label(done) == "stopped_on_errors"  # closed: no longer waiting
+    line = render.status_line(done)
+    assert line.startswith("stopped_on_errors ") and line.endswith(
+        "(max_consecutive_errors: 12 of 40 rollouts failed (connection: 12, http_5xx: 3))"
+    )
+    outcome = render.outcome_line(done)
+    assert outcome.startswith("job pl_0 stopped on errors (max_consecutive_errors): 12 of 40 rollouts failed")
+    from mipro.starter.cli import _exit_code
+
+    assert _exit_code("stopped_on_errors") == 1 and _exit_code("succeeded") == 0
+
+
+def test_the_job_list_shows_the_task_apps_data_source_in_one_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    from mipro.starter import render
+    from mipro.starter.jobs import JobRow
+
+    row = JobRow(
+        job_id="pl_0123456789abcdef",
+        temporal_status="COMPLETED",
+        status="stopped_on_errors",
+        org="acme",
+        best_score=None,
+        trials=0,
+        spend_usd=None,
+        started_at=None,
+        data_source="fallback: small built-in\tintent set\n(12 intents)",
+    )
+    render.print_job_list([row])
+    cells = capsys.readouterr().out.splitlines()[1].split("\t")
+    assert cells[1] == "stopped_on_errors" and cells[-1] == "fallback: small built-in intent set (12 intents)"
