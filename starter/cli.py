@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import logging
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from mipro.errors import MIPROConfigurationError
 from mipro.logging_setup import configure_logging
@@ -28,10 +30,11 @@ if TYPE_CHECKING:
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    from mipro.starter.stack import STATE_DIR, dev_server_command
+    from mipro.starter.stack import STATE_DIR, dev_server_command, record_ui_port
 
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     command = dev_server_command(args.port, args.ui_port, STATE_DIR / "temporal.db")
+    record_ui_port(args.port, args.ui_port)  # the CLI's links name this UI port
     print(f"Temporal dev server on 127.0.0.1:{args.port}, UI http://localhost:{args.ui_port}", flush=True)
     os.execv(command[0], command)
     return 0
@@ -59,6 +62,13 @@ def _temporal_address(args: argparse.Namespace) -> str:
 
 def _namespace() -> str:
     return os.environ.get("TEMPORAL_NAMESPACE", "default")
+
+
+def _ui_link(args: argparse.Namespace, job_id: str) -> str:
+    """The job in the Temporal UI of the server this CLI talks to (its real UI port)."""
+    from mipro.starter import jobs
+
+    return jobs.ui_link(job_id, _namespace(), jobs.ui_base(_temporal_address(args)))
 
 
 def _unreachable(args: argparse.Namespace, reason: str) -> CliError:
@@ -159,12 +169,12 @@ async def _start(args: argparse.Namespace) -> int:
         return await _dry_run(args, config)
     client = await _connect(args)
     handle = await jobs.start_job(client, config, job_id=args.job_id, task_queue=args.task_queue)
-    print(f"job {handle.id} started\nTemporal UI: {jobs.ui_link(handle.id)}", flush=True)
+    print(f"job {handle.id} started\nTemporal UI: {_ui_link(args, handle.id)}", flush=True)
     if not args.watch:
         return 0
     snap = await render.watch(client, handle.id)
     if snap.status in HAS_RESULT:
-        render.print_result(await _final_result(client, handle.id), jobs.ui_link(handle.id))
+        render.print_result(await _final_result(client, handle.id), _ui_link(args, handle.id))
     return _print_outcome(snap)
 
 
@@ -177,13 +187,13 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _result(args: argparse.Namespace) -> int:
-    from mipro.starter import jobs, render
+    from mipro.starter import render
 
     r = await _final_result(await _connect(args), args.job)
     if args.json:
         print(r.model_dump_json(indent=2))
     else:
-        render.print_result(r, jobs.ui_link(args.job))
+        render.print_result(r, _ui_link(args, args.job))
     if r.status == "stopped_on_errors":  # the best found before the stop, printed; but not a success
         print(f"error: job {args.job} {render.stopped_summary(r)}", file=sys.stderr)
         return 1
@@ -227,13 +237,13 @@ async def _pause_or_resume(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from mipro.starter import jobs, render
+    from mipro.starter import render
 
     client, handle = await _open_job(args, "cancel")
     await handle.cancel()
     print(f"cancellation requested for {args.job}; in-flight rollouts are being cancelled")
     if args.wait:
-        render.print_result(await _final_result(client, args.job), jobs.ui_link(args.job))
+        render.print_result(await _final_result(client, args.job), _ui_link(args, args.job))
     return 0
 
 
@@ -454,8 +464,8 @@ ASYNC_COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+def _run(argv: list[str]) -> int:
+    """Parse `argv`, run the command; its exit code (one `error:` line for what a user meets)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command == "worker":
@@ -465,22 +475,75 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(default="WARNING")  # `mipro worker` configures again: $MIPRO_LOG_LEVEL, else INFO
     try:
         if args.command == "server":
-            code = _cmd_server(args)
-        elif args.command == "worker":
-            code = _cmd_worker(args)
-        elif args.command == "api":
-            code = _cmd_api(args)
-        elif args.command == "api-key":
-            code = _cmd_api_key(args)
-        else:
-            code = asyncio.run(ASYNC_COMMANDS[args.command](args))
+            return _cmd_server(args)
+        if args.command == "worker":
+            return _cmd_worker(args)
+        if args.command == "api":
+            return _cmd_api(args)
+        if args.command == "api-key":
+            return _cmd_api_key(args)
+        return asyncio.run(ASYNC_COMMANDS[args.command](args))
     except MIPROConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = 2
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: asyncio.run has cancelled the command; no traceback
+        job = getattr(args, "job", None)
+        watching = args.command == "watch" or getattr(args, "watch", False)
+        hint = f": job {job} keeps running (`mipro watch {job}` follows it again)" if job else ""
+        print(f"interrupted{hint}" if watching else "interrupted", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every other failure is one line, the traceback with --debug
-        code = _report_error(args, exc)
-    # A reported error's traceback holds frames that hold the Temporal client: free them now, while the
-    # interpreter is alive (the SDK's native client aborts the process if it is dropped at finalization).
+        return _report_error(args, exc)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without finalizing the interpreter, once everything written is flushed.
+
+    The Temporal SDK runs its client on a Rust (tokio) runtime whose threads outlive the command: a thread
+    finishing the Python side of an RPC (a completed or cancelled call's future) needs the GIL, and at
+    interpreter finalization it either aborts the process (`Fatal Python error: PyGILState_Release: ...
+    finalizing`, exit 134) or hangs it forever (finalization drops the runtime, which waits for that very
+    thread, parked by PyO3). The SDK has no way to close a client or shut its runtime down, so the CLI
+    does not finalize: nothing it needs runs at exit (files are closed, servers stopped by their context
+    managers, output flushed here).
+    """
+    logging.shutdown()  # flush log handlers
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `mipro` program. Run as the program (`argv` None: the console script, `python -m
+    mipro.starter`), it exits without finalizing the interpreter (`_exit_now`); called with `argv` (tests,
+    embedding), it raises SystemExit as usual."""
+    program = argv is None
+    try:
+        code = _run(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # argparse (--help, a usage error), worker.main
+        if not program:
+            raise
+        code = _exit_code_of(exc)
+    except BaseException:  # a bug (its traceback), or Ctrl-C outside a command
+        if not program:
+            raise
+        traceback.print_exc()
+        code = 1
+    if program:
+        _exit_now(code)
+    # In-process: a reported error's traceback holds frames that hold the Temporal client: free them now,
+    # while the interpreter is alive.
     gc.collect()
     sys.exit(code)
 

@@ -38,7 +38,8 @@ from mipro.config import JobConfig
 from mipro.job_models import ActivityQueues, Event, EventsQuery, MiproJobInput, OptimizationResult, Progress
 from mipro.workflows.mipro_workflow import MiproWorkflow
 
-UI_BASE = "http://localhost:8233"
+UI_BASE = "http://localhost:8233"  # the dev server's UI on its default ports
+UI_URL_ENV = "MIPRO_TEMPORAL_UI_URL"  # the Temporal UI's base URL, when it is not where ui_base looks
 log = structlog.get_logger("jobs")
 T = TypeVar("T")
 # Statuses a long-lived connection can return for one call when the server rotates it (Temporal's frontend
@@ -50,8 +51,32 @@ def new_job_id() -> str:
     return f"pl_{secrets.token_hex(8)}"
 
 
-def ui_link(job_id: str, namespace: str = "default", ui_base: str = UI_BASE) -> str:
-    return f"{ui_base}/namespaces/{namespace}/workflows/{job_id}"
+def ui_base(address: str | None = None) -> str:
+    """The Temporal UI of the server at `address` (default $TEMPORAL_ADDRESS or localhost:7233).
+
+    $MIPRO_TEMPORAL_UI_URL when set; Temporal Cloud's UI for a `*.tmprl.cloud` address; else the UI port
+    recorded by the dev server `mipro server` / `mipro stack` / `mipro demo` started on that port (from
+    this state dir, `.mipro` or $MIPRO_HOME); else the dev server's own default, its port + 1000.
+    """
+    from mipro.starter.stack import recorded_ui_port
+
+    if configured := os.environ.get(UI_URL_ENV, "").strip():
+        return configured.rstrip("/")
+    address = address or os.environ.get("TEMPORAL_ADDRESS") or "localhost:7233"
+    host, _, port_text = address.rpartition(":") if ":" in address else (address, "", "7233")
+    host = host or "localhost"
+    if host.endswith(".tmprl.cloud"):
+        return "https://cloud.temporal.io"
+    try:
+        port = int(port_text)
+    except ValueError:
+        return UI_BASE
+    return f"http://{host}:{recorded_ui_port(port) or port + 1000}"
+
+
+def ui_link(job_id: str, namespace: str = "default", base: str | None = None) -> str:
+    """The job's page in the Temporal UI (`base` default: the UI of $TEMPORAL_ADDRESS's server)."""
+    return f"{base or ui_base()}/namespaces/{namespace}/workflows/{job_id}"
 
 
 async def search_attributes_registered(client: Client) -> bool:

@@ -3,6 +3,7 @@ the simulated LLM and the example banking77 task app, each on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from mipro.config import apply_values
 from mipro.search_attributes import dev_server_flags
 
 STATE_DIR = Path(os.environ.get("MIPRO_HOME", ".mipro"))
+UI_PORTS_FILE = "ui_ports.json"  # {temporal port: UI port} of the dev servers started from this state dir
 
 
 def temporal_binary() -> str:
@@ -57,14 +59,41 @@ def dev_server_command(port: int, ui_port: int, db_file: Path) -> list[str]:
     ]
 
 
+def record_ui_port(port: int, ui_port: int, state_dir: Path | None = None) -> None:
+    """Remember which UI port the dev server on `port` serves, so the CLI links to the UI actually used."""
+    path = (state_dir or STATE_DIR) / UI_PORTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ports = _read_ui_ports(path)
+    ports[str(port)] = ui_port
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(ports, sort_keys=True))
+    tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new one
+
+
+def recorded_ui_port(port: int, state_dir: Path | None = None) -> int | None:
+    """The UI port recorded for the dev server on `port` (None: none was started from this state dir)."""
+    found = _read_ui_ports((state_dir or STATE_DIR) / UI_PORTS_FILE).get(str(port))
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def _read_ui_ports(path: Path) -> dict[str, object]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 @contextmanager
 def dev_server(port: int = 7233, ui_port: int = 8233) -> Iterator[str]:
-    """Yield the address of a Temporal server: an already running one on `port`, or a dev server we start."""
+    """Yield the address of a Temporal server: an already running one on `port`, or a dev server we start
+    (its UI port recorded for the CLI's links)."""
     address = f"127.0.0.1:{port}"
     if port_open("127.0.0.1", port):
         yield address
         return
     STATE_DIR.mkdir(parents=True, exist_ok=True)
+    record_ui_port(port, ui_port)
     with open(STATE_DIR / "temporal.log", "ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             dev_server_command(port, ui_port, STATE_DIR / "temporal.db"), stdout=log, stderr=log

@@ -268,3 +268,24 @@ def test_the_job_list_shows_the_task_apps_data_source_in_one_cell(capsys: pytest
     render.print_job_list([row])
     cells = capsys.readouterr().out.splitlines()[1].split("\t")
     assert cells[1] == "stopped_on_errors" and cells[-1] == "fallback: small built-in intent set (12 intents)"
+
+
+def test_the_ui_link_follows_the_server_the_cli_talks_to(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """The UI recorded by the dev server started on that port, else the dev server's default (port +
+    1000), Temporal Cloud's for a *.tmprl.cloud address, or $MIPRO_TEMPORAL_UI_URL."""
+    from mipro.starter import jobs, stack
+
+    monkeypatch.setattr(stack, "STATE_DIR", tmp_path)
+    monkeypatch.delenv("MIPRO_TEMPORAL_UI_URL", raising=False)
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    assert jobs.ui_base() == "http://localhost:8233"
+    assert jobs.ui_base("127.0.0.1:17233") == "http://127.0.0.1:18233"
+    stack.record_ui_port(17233, 18299)
+    stack.record_ui_port(7233, 9000)
+    assert jobs.ui_base("127.0.0.1:17233") == "http://127.0.0.1:18299"
+    assert jobs.ui_link("pl_1", "ns") == "http://localhost:9000/namespaces/ns/workflows/pl_1"
+    assert jobs.ui_base("acme.a1b2c.tmprl.cloud:7233") == "https://cloud.temporal.io"
+    monkeypatch.setenv("MIPRO_TEMPORAL_UI_URL", "https://ui.example.org/")
+    assert jobs.ui_link("pl_1") == "https://ui.example.org/namespaces/default/workflows/pl_1"
