@@ -35,6 +35,7 @@ from mipro.activity_models import TASK_QUEUE
 from mipro.interceptor.app import create_app
 from mipro.interceptor.registry import Registry
 from mipro.logging_setup import configure_logging
+from mipro.process_exit import exit_now
 from mipro.serving import LoopServer
 from mipro.workflows.mipro_workflow import MiproWorkflow
 
@@ -252,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         max_activities_per_second=args.max_activities_per_second,
     )
     asyncio.run(serve(args.address, args.namespace, options))
+    if argv is None:  # run as the program (`python worker.py`): no interpreter finalization (see exit_now)
+        exit_now(0)
 
 
 if __name__ == "__main__":

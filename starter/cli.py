@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
-import logging
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from mipro.errors import MIPROConfigurationError
 from mipro.logging_setup import configure_logging
+from mipro.process_exit import exit_now
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
@@ -506,27 +505,9 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
-def _exit_now(code: int) -> NoReturn:
-    """End the process without finalizing the interpreter, once everything written is flushed.
-
-    The Temporal SDK runs its client on a Rust (tokio) runtime whose threads outlive the command: a thread
-    finishing the Python side of an RPC (a completed or cancelled call's future) needs the GIL, and at
-    interpreter finalization it either aborts the process (`Fatal Python error: PyGILState_Release: ...
-    finalizing`, exit 134) or hangs it forever (finalization drops the runtime, which waits for that very
-    thread, parked by PyO3). The SDK has no way to close a client or shut its runtime down, so the CLI
-    does not finalize: nothing it needs runs at exit (files are closed, servers stopped by their context
-    managers, output flushed here).
-    """
-    logging.shutdown()  # flush log handlers
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
-            stream.flush()
-    os._exit(code)
-
-
 def main(argv: list[str] | None = None) -> None:
     """The `mipro` program. Run as the program (`argv` None: the console script, `python -m
-    mipro.starter`), it exits without finalizing the interpreter (`_exit_now`); called with `argv` (tests,
+    mipro.starter`), it exits without finalizing the interpreter (`exit_now`); called with `argv` (tests,
     embedding), it raises SystemExit as usual."""
     program = argv is None
     try:
@@ -541,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         traceback.print_exc()
         code = 1
     if program:
-        _exit_now(code)
+        exit_now(code)
     # In-process: a reported error's traceback holds frames that hold the Temporal client: free them now,
     # while the interpreter is alive.
     gc.collect()

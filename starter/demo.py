@@ -67,7 +67,7 @@ async def run_demo(
         BackgroundServer(demo_task_app(app_name, key)) as app,
     ):
         render.console.print(
-            f"Temporal {address} (UI http://localhost:8233), simulated LLM {llm.url}, task app {app.url}"
+            f"Temporal {address} (UI {jobs.ui_base(address)}), simulated LLM {llm.url}, task app {app.url}"
         )
         api, api_key = demo_api(address)
         config = load_config_file(

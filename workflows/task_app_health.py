@@ -66,10 +66,13 @@ async def check_task_app(job: Job, attempts: int = 3) -> TaskAppInfo:
 
 
 async def answers(job: Job) -> bool:
-    """Whether the task app passes its health check now (one attempt)."""
+    """Whether the task app passes its health check now (one attempt). A refused key is no outage: it
+    fails the job (TaskAppAuthError) instead of being waited out."""
     try:
         await check_task_app(job, attempts=1)
-    except ApplicationError:
+    except ApplicationError as err:
+        if err.type == FailureType.AUTH:
+            raise
         return False
     return True
 
