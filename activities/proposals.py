@@ -1,6 +1,8 @@
-"""The instruction-proposal activity: asks the meta-model for new instructions, grounded in demos and scores.
+"""The instruction-proposal activity: asks the meta-model for new instructions, grounded in demos and scores
+(dspy mode: and a data summary and tips; synth/gepa-ai: a system spec), and in the reference corpus.
 
-Duplicates of existing or already accepted instructions are rejected and re-asked, up to
+Each call asks for up to `instructions_per_batch` instructions (one JSON answer); duplicates of existing or
+already accepted instructions, unusable answers and short batches are re-asked, up to
 `duplicate_retry_limit` extra calls. Every call's tokens and cost are reported.
 """
 
@@ -19,8 +21,14 @@ from mipro.activity_models import ProposeInput, ProposeOutput
 from mipro.budget import price_usd
 from mipro.interceptor.registry import Upstream
 from mipro.interceptor.upstream import UpstreamError, forward_chat
-from mipro.proposer.meta_prompt import ProposalContext, ScoredInstruction, build_proposal_messages
-from mipro.proposer.parse import ProposalParseError, is_duplicate, parse_instruction
+from mipro.proposer.meta_prompt import (
+    ProposalContext,
+    ScoredInstruction,
+    build_proposal_messages,
+    build_summary_messages,
+)
+from mipro.proposer.parse import ProposalParseError, is_duplicate, parse_instructions
+from mipro.proposer.spec import render_spec
 from mipro.proposer.tips import TIPS
 from mipro.types import Usage
 
@@ -56,40 +64,71 @@ class ProposalActivities:
         tips: list[str],
         progress: dict[str, int],
     ) -> ProposeOutput:
+        settings, profile = inp.proposer, inp.proposer.context
+        per_batch = settings.instructions_per_batch
         accepted: list[str] = []
         usage, duplicates, failures = Usage(), 0, 0
-        for index in range(inp.n + inp.duplicate_retry_limit):
+        summary, usage = await self._data_summary(inp, upstream, usage)
+        spec_text = (
+            render_spec(settings.spec, settings.spec_max_tokens) if settings.grounded_in_spec else None
+        )
+        # ceil(n / per_batch) calls ask for the n instructions; duplicate_retry_limit more may replace
+        # duplicates, unusable answers and batches that came back short.
+        calls = -(-inp.n // per_batch) + inp.duplicate_retry_limit if inp.n else 0
+        for index in range(calls):
             if len(accepted) >= inp.n:
                 break
             progress.update(accepted=len(accepted), calls=index)
+            count = min(per_batch, inp.n - len(accepted))
+            call_tips = (
+                [rng.choice(tips) for _ in range(count)] if not settings.grounded_in_spec else ["none"]
+            )
             ctx = ProposalContext(
                 task_description=inp.task_description,
                 baseline_instruction=inp.stage.baseline_instruction,
                 demos=inp.demos,
-                tip=rng.choice(tips),
+                data_summary=summary,
+                tip=call_tips[0],
                 proposal_index=inp.seed * 1000 + index,
                 history=[ScoredInstruction(text=t, score=s) for t, s in inp.history],
                 failed_examples=inp.failed_examples,
+                max_examples=profile.demos,
+                mode="synth" if settings.grounded_in_spec else "dspy",
+                spec_text=spec_text,
+                metaprompt=settings.metaprompt if settings.grounded_in_spec else None,
+                stage_id=inp.stage.stage_id,
+                count=count,
+                batch_tips=call_tips if count > 1 and not settings.grounded_in_spec else [],
+                reference_inputs=inp.reference_inputs,
+                max_reference_inputs=profile.reference_inputs,
+                max_history_each_side=profile.history_each_side,
+                max_failed_examples=profile.failed_examples,
+                length_words=settings.length_words,
             )
             messages = build_proposal_messages(ctx)
-            if not _fits(inp, usage, messages):
+            max_tokens = settings.max_tokens(inp.meta.max_tokens, count)
+            if not _fits(inp, usage, messages, max_tokens):
                 log.warning("proposal_budget_reached", job_id=inp.job_id, accepted=len(accepted))
                 break
-            text, call_usage = await self._ask(upstream, inp, messages)
+            text, call_usage = await self._ask(upstream, inp, messages, max_tokens)
             usage = usage.plus(call_usage)
             try:
-                instruction = parse_instruction(text or "")
+                instructions = parse_instructions(text or "", count)
             except ProposalParseError:
                 failures += 1
                 continue
-            if any(is_duplicate(instruction, other) for other in [*inp.existing, *accepted]):
-                duplicates += 1
-                continue
-            accepted.append(instruction)
+            for instruction in instructions:
+                if len(accepted) >= inp.n:
+                    break
+                if any(is_duplicate(instruction, other) for other in [*inp.existing, *accepted]):
+                    duplicates += 1
+                    continue
+                accepted.append(instruction)
         log.info(
             "proposed",
             job_id=inp.job_id,
             stage=inp.stage.stage_id,
+            mode=settings.mode,
             accepted=len(accepted),
             duplicates=duplicates,
             failures=failures,
@@ -98,14 +137,29 @@ class ProposalActivities:
             instructions=accepted, usage=usage, duplicates_rejected=duplicates, failures=failures
         )
 
+    async def _data_summary(
+        self, inp: ProposeInput, upstream: Upstream, usage: Usage
+    ) -> tuple[str | None, Usage]:
+        """The dspy proposer's data summary (one meta-model call over the demos), when the effort level
+        asks for one and there are demos to summarize. None when it cannot be had."""
+        examples = inp.proposer.context.summary_examples
+        if inp.proposer.grounded_in_spec or not examples or not inp.demos or not inp.n:
+            return None, usage
+        messages = build_summary_messages(inp.demos, inp.task_description, max_examples=examples)
+        if not _fits(inp, usage, messages, inp.meta.max_tokens):
+            return None, usage
+        text, call_usage = await self._ask(upstream, inp, messages, inp.meta.max_tokens)
+        summary = (text or "").strip()
+        return (summary or None), usage.plus(call_usage)
+
     async def _ask(
-        self, upstream: Upstream, inp: ProposeInput, messages: list[dict]
+        self, upstream: Upstream, inp: ProposeInput, messages: list[dict], max_tokens: int
     ) -> tuple[str | None, Usage]:
         body = {
             "model": inp.meta.model,
             "messages": messages,
             "temperature": inp.meta.temperature,
-            "max_tokens": inp.meta.max_tokens,
+            "max_tokens": max_tokens,
         }
         try:
             answer = await forward_chat(self.res.http, upstream, body)
@@ -124,11 +178,11 @@ class ProposalActivities:
         return answer["choices"][0]["message"].get("content"), usage
 
 
-def _fits(inp: ProposeInput, used: Usage, messages: list[dict]) -> bool:
+def _fits(inp: ProposeInput, used: Usage, messages: list[dict], max_tokens: int) -> bool:
     """Whether one more meta-model call, at a generous upper estimate, stays within the allowance."""
     prompt = len(json.dumps(messages)) // 3
     pricing = {inp.meta.model: inp.meta_price} if inp.meta_price else {}
-    cost = price_usd(pricing, inp.meta.model, prompt, inp.meta.max_tokens)
+    cost = price_usd(pricing, inp.meta.model, prompt, max_tokens)
     if inp.max_cost_usd is not None and used.cost_usd + cost > inp.max_cost_usd:
         return False
-    return inp.max_tokens is None or used.total_tokens + prompt + inp.meta.max_tokens <= inp.max_tokens
+    return inp.max_tokens is None or used.total_tokens + prompt + max_tokens <= inp.max_tokens

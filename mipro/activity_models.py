@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, PoolName, Price
+from mipro.proposer.profile import ProposerSettings
 from mipro.tpe import TPESettings
 from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
 
@@ -117,6 +118,8 @@ class ProposeInput(BaseModel):
     failed_examples: list[FewShotExample] = Field(default_factory=list)  # shown when no demo was bootstrapped
     max_cost_usd: float | None = None  # no meta-model call starts that could exceed these
     max_tokens: int | None = None
+    proposer: ProposerSettings = Field(default_factory=ProposerSettings)  # mode, effort, batch size, spec
+    reference_inputs: list[str] = Field(default_factory=list)  # the reference corpus (reference_pool inputs)
 
 
 class ProposeOutput(BaseModel):

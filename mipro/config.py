@@ -21,12 +21,16 @@ from pydantic import (
     JsonValue,
     NonNegativeFloat,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from mipro import reference_config
 from mipro.compile import baseline_span
 from mipro.errors import MIPROConfigurationError
+from mipro.proposer.profile import EFFORT, OUTPUT_TOKENS, meta_defaults
+from mipro.proposer.spec import load_spec_path, metaprompt_problems, spec_size_problem
 from mipro.tpe import TPESettings
 from mipro.types import StageSpec
 
@@ -192,6 +196,12 @@ class MiproSettings(Strict):
     proposer_mode: Literal["dspy", "synth", "gepa-ai"] = "dspy"
     proposer_effort: Literal["LOW_CONTEXT", "LOW", "MEDIUM", "HIGH"] | None = None
     proposer_output_tokens: Literal["RAPID", "FAST", "SLOW"] | None = None
+    # The synth / gepa-ai proposer's system spec (a table or text; `spec_path`: a JSON/TOML/markdown file read
+    # when the config file is loaded), its cut, and a custom meta-prompt template (mipro/proposer/spec.py).
+    spec: dict[str, JsonValue] | str | None = Field(default=None, validate_default=True)
+    spec_path: str | None = None
+    spec_max_tokens: int = Field(default=5000, ge=1)
+    metaprompt: str | None = None
     # Defaults of every stage's transform (a stage may set its own match and case_sensitive); strict: a
     # candidate whose instruction cannot be placed fails the job instead of failing only those rollouts.
     transform_strict: bool = False
@@ -242,6 +252,55 @@ class MiproSettings(Strict):
             }
             data["stages"] = [{**defaults, **s} if isinstance(s, dict) else s for s in stages]
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _proposer_levels(cls, data: Any) -> Any:
+        """Levels in any case; `proposer_effort` / `proposer_output_tokens` fill the meta-model's temperature
+        and max_tokens where `meta` sets none (mipro/proposer/profile.py)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("proposer_effort", "proposer_output_tokens", "proposer_mode"):
+            if isinstance(data.get(key), str):
+                data[key] = data[key].lower() if key == "proposer_mode" else data[key].upper()
+        effort, tokens = data.get("proposer_effort"), data.get("proposer_output_tokens")
+        if isinstance(data.get("meta"), dict) and (effort in EFFORT or tokens in OUTPUT_TOKENS):
+            levels = (effort if effort in EFFORT else None, tokens if tokens in OUTPUT_TOKENS else None)
+            data["meta"] = {**meta_defaults(*levels), **data["meta"]}
+        return data
+
+    @field_validator("spec_path")
+    @classmethod
+    def _spec_path_is_read_from_files(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "spec_path is read when a config file is loaded (mipro start; relative to the file): in a "
+                "config sent as JSON (the REST API), put the spec itself in mipro.spec"
+            )
+        return value
+
+    @field_validator("spec", "metaprompt")
+    @classmethod
+    def _synth_grounding(cls, value: Any, info: ValidationInfo) -> Any:
+        """synth / gepa-ai need a spec; spec and metaprompt are theirs only; a metaprompt's placeholders."""
+        mode = info.data.get("proposer_mode")
+        if mode not in ("synth", "gepa-ai"):
+            if value is not None:
+                raise ValueError(
+                    f'read by the synth proposer only: set proposer_mode = "synth" (or "gepa-ai"), or '
+                    f"remove {info.field_name}"
+                )
+        elif info.field_name == "spec" and not value:
+            raise ValueError(
+                f"proposer_mode {mode!r} is grounded in a system spec: set mipro.spec (a table or text) or "
+                "mipro.spec_path (a JSON, TOML or markdown file)"
+            )
+        elif info.field_name == "spec" and (problem := spec_size_problem(value)):
+            raise ValueError(problem)
+        elif info.field_name == "metaprompt" and value and (problems := metaprompt_problems(value)):
+            raise ValueError("; ".join(problems))
+        return value
 
     @model_validator(mode="after")
     def _check_pools(self) -> MiproSettings:
@@ -646,4 +705,4 @@ def load_config_file(path: Path, overrides: list[str] | None = None) -> JobConfi
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise MIPROConfigurationError([(str(path), f"cannot parse: {exc}", "fix the syntax")]) from None
-    return parse_config(apply_overrides(raw, overrides or []))
+    return parse_config(load_spec_path(apply_overrides(raw, overrides or []), path.parent))

@@ -80,6 +80,8 @@ class JobState(BaseModel):
     demo_sets: list[list[list[int]]] = Field(default_factory=list)  # per stage: indices into demo_pool
     # per stage, when no demo was bootstrapped: a few of the baseline's low-scoring rollouts, for the proposer
     failed_examples: list[list[FewShotExample]] = Field(default_factory=list)
+    # per stage: the reference corpus, the inputs (query parts) of the baseline's rollouts on reference_pool
+    reference_inputs: list[list[str]] = Field(default_factory=list)
     baseline_bootstrap_score: float | None = None
     trials: list[TrialRecord] = Field(default_factory=list)
     online_cache: dict[str, dict[int, float]] = Field(default_factory=dict)  # candidate hash -> seed -> score

@@ -71,15 +71,6 @@ NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
         "pipeline modules (with edges) are not supported yet",
         "declare each stage with [[prompt_learning.mipro.stages]] stage_id + baseline_instruction instead",
     ),
-    "mipro.spec": (
-        "the synth proposer's system spec is not supported yet (proposer_mode = dspy)",
-        "remove it",
-    ),
-    "mipro.spec_path": (
-        "the synth proposer's system spec is not supported yet (proposer_mode = dspy)",
-        "remove it",
-    ),
-    "mipro.metaprompt": ("a custom meta-prompt is not supported yet (proposer_mode = dspy)", "remove it"),
     "mipro.demo": (
         "the reference's demo table is not read: demos are set by max_demo_set_size, max_demo_sets and "
         "few_shot_score_threshold",
@@ -103,39 +94,12 @@ NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
         "token budgets are always enforced (termination.max_token_limit, call by call in the interceptor)",
         "remove it",
     ),
-    "mipro.spec_max_tokens": ("the synth proposer's system spec is not supported yet", "remove it"),
     "gepa": ("this service runs MIPRO only (algorithm = mipro)", "remove the gepa table"),
 }
 
 
 # Values of implemented keys that select behaviour not built yet: (key of `mipro`, refused when, why, fix).
-NOT_IMPLEMENTED_VALUES: list[tuple[str, Callable[[Any], bool], str, str]] = [
-    (
-        "proposer_mode",
-        lambda v: v not in (None, "dspy"),
-        "only the dspy proposer (grounded in the task, the demos and a tip) is built yet",
-        'set proposer_mode = "dspy"',
-    ),
-    ("proposer_effort", lambda v: v is not None, "proposer effort levels are not supported yet", "remove it"),
-    (
-        "proposer_output_tokens",
-        lambda v: v is not None,
-        "proposer output-token levels are not supported yet (mipro.meta.max_tokens sets the limit)",
-        "remove it",
-    ),
-    (
-        "instructions_per_batch",
-        lambda v: v not in (None, 1),
-        "the proposer writes one instruction per meta-model call",
-        "remove it (max_instructions sets how many)",
-    ),
-    (
-        "reference_pool",
-        lambda v: bool(v),
-        "a reference corpus for the meta-model is not supported yet",
-        "remove it (seeds.reference / reference_pool)",
-    ),
-]
+NOT_IMPLEMENTED_VALUES: list[tuple[str, Callable[[Any], bool], str, str]] = []
 
 
 def translate(body: dict[str, Any]) -> dict[str, Any]:

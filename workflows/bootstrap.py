@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.demos import build_demo_sets
     from mipro.errors import FailureType
     from mipro.proposer.examples import answer_text
+    from mipro.proposer.query import query_part
     from mipro.results import mean
     from mipro.types import SeedOutcome, Usage
 
@@ -22,7 +23,10 @@ from mipro.workflows.promotion import record_validation
 from mipro.workflows.task_app_health import check_task_app
 
 DATA_SOURCE_MEMO_PATCH = "data-source-memo"  # runs recorded before the memo carried the app's data source
-MAX_FAILED_EXAMPLES = 5  # low-scoring baseline rollouts kept for the proposer when no demo was bootstrapped
+REFERENCE_CORPUS_PATCH = "reference-corpus"  # runs recorded before reference_pool had an effect
+MAX_REFERENCE_INPUTS = 100  # reference inputs kept per stage (a proposal shows a window: proposer_effort)
+MAX_REFERENCE_CHARS = 300  # each input's query part, cut as a proposal shows it: <= 30 kB of state a stage
+MAX_FAILED_EXAMPLES = 8  # low-scoring baseline rollouts kept for the proposer (shown: proposer_effort)
 
 
 async def health_check(job: Job) -> None:
@@ -48,13 +52,26 @@ def _describe(info: TaskAppInfo, fallback: str) -> str:
 async def bootstrap(job: Job) -> None:
     m, s = job.m, job.s
     baseline = job.compile(job.baseline)
-    boot, val = await asyncio.gather(
-        evaluate(job, "bootstrap", baseline, m.bootstrap_train_seeds, "bootstrap", capture=True, sharing=2),
-        evaluate(job, "baseline-val", baseline, m.val_seeds, "validation", sharing=2),
+    # The reference corpus: the baseline on reference_pool (the bootstrap pool's env config), inputs captured.
+    reference = bool(m.reference_pool) and workflow.patched(REFERENCE_CORPUS_PATCH)
+    sharing = 3 if reference else 2
+    boot, val, *ref = await asyncio.gather(
+        evaluate(
+            job, "bootstrap", baseline, m.bootstrap_train_seeds, "bootstrap", capture=True, sharing=sharing
+        ),
+        evaluate(job, "baseline-val", baseline, m.val_seeds, "validation", sharing=sharing),
+        *(
+            [evaluate(job, "reference", baseline, m.reference_pool, "bootstrap", capture=True, sharing=3)]
+            if reference
+            else []
+        ),
     )
     _fail_unless_bootstrapped(boot)
     job.account(boot.outcomes)
     job.account(val.outcomes)
+    if ref:
+        job.account(ref[0].outcomes)
+        _keep_reference_corpus(job, ref[0].outcomes)
     s.rollout_estimate = _per_rollout(boot.outcomes + val.outcomes)
     s.baseline_bootstrap_score = mean([o.score for o in boot.outcomes if o.score is not None])
     key = job.baseline.key
@@ -106,6 +123,24 @@ def _build_demo_pools(job: Job, outcomes: list[SeedOutcome]) -> int:
         size = job.m.max_demo_set_size if stage.max_demo_slots is None else stage.max_demo_slots
         job.s.demo_sets.append(build_demo_sets(pool, size, job.m.max_demo_sets, seed=job.m.seed * 31 + i))
     return len(good)
+
+
+def _keep_reference_corpus(job: Job, outcomes: list[SeedOutcome]) -> None:
+    """Per stage, the query parts of the inputs the reference rollouts captured (distinct, bounded): the
+    corpus the meta-model is shown beside the demos. Their scores and answers are not used."""
+    inputs = [o.example for o in outcomes if o.example is not None]
+    for stage in job.stages:
+        texts = [query_part(e.input)[:MAX_REFERENCE_CHARS] for e in inputs if e.stage_id == stage.stage_id]
+        job.s.reference_inputs.append(
+            list(dict.fromkeys(t for t in texts if t.strip()))[:MAX_REFERENCE_INPUTS]
+        )
+    kept = [len(texts) for texts in job.s.reference_inputs]
+    job.emit(
+        "mipro.reference.captured",
+        f"reference corpus: {sum(kept)} inputs from {len(job.m.reference_pool)} reference seeds",
+        {"seeds": len(job.m.reference_pool), "inputs": kept, "errors": sum(1 for o in outcomes if o.error)},
+        level="info" if sum(kept) else "warning",
+    )
 
 
 def _warn_no_demos(job: Job, boot: EvaluateOutput) -> None:

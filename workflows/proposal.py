@@ -11,11 +11,14 @@ with workflow.unsafe.imports_passed_through():
     from mipro.activities.proposals import ProposalActivities
     from mipro.activity_models import ProposeInput, ProposeOutput
     from mipro.budget import proposal_allowance
+    from mipro.proposer.profile import ProposerSettings
     from mipro.results import instruction_scores
 
 from mipro.workflows.job import RETRY, Job
 
-MAX_PROPOSER_EXAMPLES = 30  # demos shown to the meta-model per proposal
+MAX_PROPOSER_EXAMPLES = (
+    30  # demos sent to the proposer (each proposal shows a window of them: proposer_effort)
+)
 
 
 async def propose(job: Job) -> None:
@@ -83,6 +86,16 @@ async def _propose_activity(job: Job, i: int, wanted: int, history: list[tuple[s
             max_tokens=None
             if term.max_token_limit is None
             else term.max_token_limit - s.spend.total.total_tokens,
+            proposer=ProposerSettings(
+                mode=m.proposer_mode,
+                effort=m.proposer_effort,
+                output_tokens=m.proposer_output_tokens,
+                instructions_per_batch=m.instructions_per_batch,
+                spec=m.spec,
+                spec_max_tokens=m.spec_max_tokens,
+                metaprompt=m.metaprompt,
+            ),
+            reference_inputs=s.reference_inputs[i] if i < len(s.reference_inputs) else [],
         ),
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(seconds=10),  # heartbeats are sent every second

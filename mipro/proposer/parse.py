@@ -1,7 +1,8 @@
-"""Parsing the meta-model's reply into an instruction, and deduplicating instructions."""
+"""Parsing the meta-model's reply into an instruction (or several), and deduplicating instructions."""
 
 from __future__ import annotations
 
+import json
 import re
 
 MIN_INSTRUCTION_CHARS = 12
@@ -60,6 +61,72 @@ def parse_instruction(text: str) -> str:
         if out == before:
             break
     if len(out) < MIN_INSTRUCTION_CHARS or len(out.split()) < MIN_INSTRUCTION_WORDS:
+        raise ProposalParseError(f"the reply holds no usable instruction: {text[:200]!r}")
+    return out
+
+
+_TAGGED = re.compile(r"<instruction(?:\s[^>]*)?>\s*(.*?)\s*</instruction>", re.DOTALL | re.IGNORECASE)
+_HEADED = re.compile(
+    r"(?im)^[ \t]*(?:#+[ \t]*)?(?:\*\*|__)?[ \t]*(?:proposed[ \t]+)?(?:instruction|proposal)[ \t]*#?[ \t]*"
+    r"(\d+)[ \t]*(?:\*\*|__)?[ \t]*[:.)\-]?[ \t]*(?:\*\*|__)?[ \t]*$|"
+    r"^[ \t]*(?:#+[ \t]*)?(?:\*\*|__)?[ \t]*(?:proposed[ \t]+)?(?:instruction|proposal)[ \t]*#?[ \t]*"
+    r"(\d+)[ \t]*(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?"
+)
+_ITEM_KEYS = ("instructions", "proposals", "candidates", "proposed_instructions")
+
+
+def _json_items(text: str) -> list[str] | None:
+    """The instructions of a JSON answer: `{"instructions": [...]}`, or a bare list (of text, or of
+    objects with an `instruction`/`text` field)."""
+    try:
+        value = json.loads(_strip_fence(text.strip()).strip())
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if isinstance(value, dict):
+        value = next((value[k] for k in _ITEM_KEYS if isinstance(value.get(k), list)), None)
+    if not isinstance(value, list):
+        return None
+    items = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("instruction") or item.get("text")
+        if isinstance(item, str):
+            items.append(item)
+    return items
+
+
+def _headed_items(text: str) -> list[str] | None:
+    """Sections under "Instruction 1:" / "### Instruction 2" headers (two or more)."""
+    marks = list(_HEADED.finditer(text))
+    if len(marks) < 2:
+        return None
+    return [
+        text[m.end() : nxt.start() if nxt else len(text)]
+        for m, nxt in zip(marks, [*marks[1:], None], strict=True)
+    ]
+
+
+def parse_instructions(text: str, expected: int = 1) -> list[str]:
+    """The instructions in a reply asked for `expected` of them.
+
+    One asked: `parse_instruction`. Several: a JSON answer (`{"instructions": [...]}` or a list), else
+    `<instruction>` blocks, else "Instruction N:" sections; an answer in none of these shapes is one
+    instruction. Unusable items are dropped; raises `ProposalParseError` when none is left.
+    """
+    if not isinstance(text, str):
+        raise ProposalParseError(f"expected the reply text, got {type(text).__name__}")
+    if expected <= 1:
+        return [parse_instruction(text)]
+    items = _json_items(text) or _TAGGED.findall(text) or _headed_items(text)
+    if not items:
+        return [parse_instruction(text)]
+    out = []
+    for item in items:
+        try:
+            out.append(parse_instruction(item))
+        except ProposalParseError:
+            continue
+    if not out:
         raise ProposalParseError(f"the reply holds no usable instruction: {text[:200]!r}")
     return out
 

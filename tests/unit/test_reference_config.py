@@ -76,12 +76,8 @@ def test_reference_budget_spellings_land_in_termination() -> None:
         ("judge", {"model": "x"}, "prompt_learning.judge"),
         ("mipro__modules", [{"module_id": "m"}], "prompt_learning.mipro.modules"),
         ("mipro__adaptive_pool", {"level": "HIGH"}, "prompt_learning.mipro.adaptive_pool"),
-        ("mipro__metaprompt", "Write...", "prompt_learning.mipro.metaprompt"),
         ("mipro__token_counting_model", "gpt-4", "prompt_learning.mipro.token_counting_model"),
         ("mipro__grounding", {"n": 10}, "prompt_learning.mipro.grounding"),
-        ("mipro__proposer_mode", "synth", "prompt_learning.mipro.proposer_mode"),
-        ("mipro__instructions_per_batch", 5, "prompt_learning.mipro.instructions_per_batch"),
-        ("mipro__reference_pool", [900, 901], "prompt_learning.mipro.reference_pool"),
     ],
 )
 def test_a_reference_key_without_an_effect_here_is_refused_by_name(key: str, value: Any, named: str) -> None:
@@ -91,12 +87,35 @@ def test_a_reference_key_without_an_effect_here_is_refused_by_name(key: str, val
 
 
 def test_every_refused_key_of_a_config_is_named_at_once() -> None:
-    body = shipped(judge={"model": "x"}, mipro__demo={"k": 1}, mipro__spec={"x": 1})
+    body = shipped(judge={"model": "x"}, mipro__demo={"k": 1}, mipro__token_counting_model="gpt-4")
     assert {p[0] for p in refused(body)} == {
         "prompt_learning.judge",
         "prompt_learning.mipro.demo",
-        "prompt_learning.mipro.spec",
+        "prompt_learning.mipro.token_counting_model",
     }
+
+
+def test_the_reference_proposer_keys_are_read_with_their_effect() -> None:
+    """proposer_mode/effort/output_tokens, instructions_per_batch (also under `instructions`), the synth
+    spec and metaprompt, spec_max_tokens and seeds.reference are built (tests/unit/test_proposer_modes.py
+    shows each one's effect on the proposer; here: the config carries them, the levels set the meta-model)."""
+    body = shipped(mipro__spec={"rules": ["Answer with one label."]}, mipro__spec_max_tokens=300)
+    body["mipro"]["meta"] = {
+        k: v for k, v in body["mipro"]["meta"].items() if k not in ("temperature", "max_tokens")
+    }
+    body["mipro"]["instructions"] = {
+        "proposer_mode": "gepa-ai",
+        "proposer_effort": "high",
+        "proposer_output_tokens": "RAPID",
+        "instructions_per_batch": 3,
+    }
+    body["mipro"]["metaprompt"] = "Write {n} instructions for {stage_id} that obey: {spec}"
+    body["mipro"]["seeds"] = {"reference": [10_001, 10_002]}
+    m = parse_config({"prompt_learning": body}).mipro
+    assert (m.proposer_mode, m.proposer_effort, m.proposer_output_tokens) == ("gepa-ai", "HIGH", "RAPID")
+    assert (m.instructions_per_batch, m.spec_max_tokens, m.reference_pool) == (3, 300, [10_001, 10_002])
+    assert (m.meta.temperature, m.meta.max_tokens) == (1.0, 256), "the levels set what meta does not"
+    assert m.spec == {"rules": ["Answer with one label."]} and m.metaprompt is not None
 
 
 def test_adaptive_pool_none_is_the_fixed_pool_and_accepted() -> None:
