@@ -22,6 +22,7 @@ from mipro.config import JobConfig
 from mipro.plan import rollout_plan
 from mipro.proposer.examples import MAX_INPUT_CHARS
 from mipro.proposer.meta_prompt import MAX_HISTORY_EACH_SIDE, ProposalContext, build_proposal_messages
+from mipro.proposer.profile import context_profile
 
 # A demo's query may be longer than the probe's: up to this many characters, or 4x the probe's query.
 QUERY_ALLOWANCE_CHARS = 500
@@ -104,16 +105,23 @@ class _MetaCalls(BaseModel):
 
 
 def _meta_calls(config: JobConfig) -> _MetaCalls:
+    """Meta-model calls: ceil(instructions / instructions_per_batch) per stage and round, the re-asks of
+    duplicates at the high end, and (dspy mode, when the effort level writes one) a data summary per stage
+    and round at the high end (it is skipped when no demo was bootstrapped)."""
     m = config.mipro
     stages = len(config.stages())
+    per_call = m.instructions_per_batch
     first = max(0, m.max_instructions - 1 - len(m.instruction_candidates))
     rounds = len(m.generate_at_iterations)
-    later = rounds * max(1, (m.max_instructions - 1) // 2)
+    each_later = max(1, (m.max_instructions - 1) // 2)
+    summary = int(m.proposer_mode == "dspy" and context_profile(m.proposer_effort).summary_examples > 0)
+    first_calls = -(-first // per_call)
+    later_calls = rounds * -(-each_later // per_call)
     return _MetaCalls(
-        first_low=stages * first,
-        later_low=stages * later,
-        first_high=stages * (first + m.duplicate_retry_limit) if first else 0,
-        later_high=stages * (later + rounds * m.duplicate_retry_limit),
+        first_low=stages * first_calls,
+        later_low=stages * later_calls,
+        first_high=stages * (first_calls + m.duplicate_retry_limit + summary) if first else 0,
+        later_high=stages * (later_calls + rounds * (m.duplicate_retry_limit + summary)),
     )
 
 

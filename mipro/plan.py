@@ -15,6 +15,7 @@ class RolloutPlan(BaseModel):
 
     trials: int  # trials planned (iterations x trials per iteration)
     bootstrap: int  # the baseline on the bootstrap seeds
+    reference: int = 0  # the baseline on the reference pool (the meta-model's reference corpus)
     baseline_validation: int  # the baseline on the validation seeds
     baseline_minibatches: int  # the baseline on each minibatch block the search visits
     trial_rollouts: int  # every trial on its minibatch
@@ -23,7 +24,9 @@ class RolloutPlan(BaseModel):
 
     @property
     def baseline_rollouts(self) -> int:
-        return self.bootstrap + self.baseline_validation + self.baseline_minibatches + self.test
+        return (
+            self.bootstrap + self.reference + self.baseline_validation + self.baseline_minibatches + self.test
+        )
 
     @property
     def candidate_low(self) -> int:
@@ -49,6 +52,7 @@ def rollout_plan(config: JobConfig) -> RolloutPlan:
     return RolloutPlan(
         trials=trials,
         bootstrap=len(m.bootstrap_train_seeds),
+        reference=len(m.reference_pool),
         baseline_validation=len(m.val_seeds),
         baseline_minibatches=min(m.num_iterations, blocks) * m.batch_size,
         trial_rollouts=trials * m.batch_size,

@@ -28,6 +28,7 @@ POOLS: dict[str, PoolName] = {
     "online_pool": "online",
     "val_seeds": "validation",
     "test_pool": "test",
+    "reference_pool": "bootstrap",  # the reference corpus runs with the bootstrap pool's env config
 }
 FIRST_POLL_SECONDS = 5.0  # the health check while waiting: after 5 s, doubling up to outage_poll_max_seconds
 

@@ -193,6 +193,7 @@ async def test_each_pool_gets_its_own_env_config(
         "online_pool": shared,
         "val_seeds": "dev",
         "test_pool": "test",
+        "reference_pool": shared,  # the reference corpus runs with the bootstrap pool's env config
     }
 
 
