@@ -68,6 +68,19 @@ def locate_stage(messages: list[ChatMessage], stages: list[StageSpec]) -> StageS
     return next((spec for spec in stages if _locate(messages, spec) is not None), None)
 
 
+def stage_of(
+    messages: list[ChatMessage], stages: list[StageSpec], candidate: CompiledCandidate
+) -> StageSpec | None:
+    """The stage of a call: the first whose baseline its messages hold, else the first whose candidate
+    instruction they hold (a task app that rendered the candidate itself), else None."""
+    spec = locate_stage(messages, stages)
+    if spec is not None:
+        return spec
+    prompts = {p.stage_id: p.instruction for p in candidate.stages}
+    carried = (s for s in stages if s.stage_id in prompts and _carries(messages, s, prompts[s.stage_id]))
+    return next(carried, None)
+
+
 def apply_instruction(messages: list[ChatMessage], spec: StageSpec, instruction: str) -> list[ChatMessage]:
     """Replace the located baseline with `instruction`, or put it right after (mode="follow")."""
     hit = _locate(messages, spec)
@@ -168,10 +181,7 @@ def _carried_prompt(
     """The prompt of the first stage whose candidate instruction the messages already carry."""
     for spec in stages:
         prompt = next((p for p in candidate.stages if p.stage_id == spec.stage_id), None)
-        if prompt is None or not prompt.instruction.strip():
-            continue
-        carried = spec.model_copy(update={"baseline_instruction": prompt.instruction, "match": "substring"})
-        if _locate(messages, carried) is not None:
+        if prompt is not None and _carries(messages, spec, prompt.instruction):
             return prompt
     looked_for = ", ".join(
         f"{s.stage_id!r} ({s.role}: {s.baseline_instruction.strip()[:80]!r})" for s in stages
@@ -188,11 +198,31 @@ def compile_messages(
     spec = locate_stage(messages, stages)
     if spec is None:
         prompt, out = _carried_prompt(messages, stages, candidate), _copy(messages)
+        return out if _demos_present(out, prompt.demos) else inject_demos(out, prompt.demos)
+    return compile_stage_messages(messages, spec, candidate)
+
+
+def compile_stage_messages(
+    messages: list[ChatMessage], spec: StageSpec, candidate: CompiledCandidate
+) -> list[ChatMessage]:
+    """Apply the candidate's prompt for a stage already known (e.g. named by the call's URL): its
+    instruction where the stage's baseline sits, or nothing when the messages already carry the candidate's
+    instruction (a task app that rendered the candidate itself), then its demos. Idempotent."""
+    prompt = _prompt_for(candidate, spec.stage_id)
+    carried = _locate(messages, spec) is None and _carries(messages, spec, prompt.instruction)
+    if carried or _already_applied(messages, spec, prompt.instruction):
+        out = _copy(messages)
     else:
-        prompt = _prompt_for(candidate, spec.stage_id)
-        applied = _already_applied(messages, spec, prompt.instruction)
-        out = _copy(messages) if applied else apply_instruction(messages, spec, prompt.instruction)
+        out = apply_instruction(messages, spec, prompt.instruction)
     return out if _demos_present(out, prompt.demos) else inject_demos(out, prompt.demos)
+
+
+def _carries(messages: list[ChatMessage], spec: StageSpec, instruction: str) -> bool:
+    """Whether a message of the stage's role holds the candidate's instruction (as a substring)."""
+    if not instruction.strip():
+        return False
+    carried = spec.model_copy(update={"baseline_instruction": instruction, "match": "substring"})
+    return _locate(messages, carried) is not None
 
 
 def render_ready_messages(

@@ -29,6 +29,7 @@ from pydantic import (
 from mipro import reference_config
 from mipro.compile import baseline_span
 from mipro.errors import MIPROConfigurationError
+from mipro.pipeline import ModuleSpec, module_stages, pipeline_problems
 from mipro.proposer.profile import EFFORT, OUTPUT_TOKENS, meta_defaults
 from mipro.proposer.spec import load_spec_path, metaprompt_problems, spec_size_problem
 from mipro.tpe import TPESettings
@@ -231,6 +232,8 @@ class MiproSettings(Strict):
     meta: MetaModelConfig
     tpe: TPEConfig = Field(default_factory=TPEConfig)
     stages: list[StageSpec] = Field(default_factory=list)
+    # A pipeline: modules of stages with edges (mipro/pipeline.py), read into the flat stage list
+    modules: list[ModuleSpec] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -251,7 +254,25 @@ class MiproSettings(Strict):
                 "case_sensitive": data.get("transform_case_sensitive", True),
             }
             data["stages"] = [{**defaults, **s} if isinstance(s, dict) else s for s in stages]
+        modules = data.get("modules")
+        if isinstance(modules, list):
+            defaults = {
+                "match": data.get("transform_match_mode", "substring"),
+                "case_sensitive": data.get("transform_case_sensitive", True),
+            }
+            data["modules"] = [
+                {**m, "stages": [{**defaults, **s} if isinstance(s, dict) else s for s in m["stages"]]}
+                if isinstance(m, dict) and isinstance(m.get("stages"), list)
+                else m
+                for m in modules
+            ]
         return data
+
+    @model_validator(mode="after")
+    def _check_pipeline(self) -> MiproSettings:
+        if problems := pipeline_problems(self.modules, self.stages):
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -455,11 +476,13 @@ class JobConfig(Strict):
 
     @model_validator(mode="after")
     def _check_prompt_and_prices(self) -> JobConfig:
-        texts = [m.pattern for m in self.initial_prompt.messages]
+        prompt = [m.pattern for m in self.initial_prompt.messages]
         for i, stage in enumerate(self.stages()):
-            if not any(baseline_span(t, stage) for t in texts):
+            own = [m.content for m in stage.baseline_messages or []]
+            if not any(baseline_span(t, stage) for t in own or prompt):
+                where = "its baseline_messages" if own else "any initial_prompt message"
                 raise ValueError(
-                    f"mipro.stages[{i}].baseline_instruction is not found in any initial_prompt message: "
+                    f"{self._stage_path(i)}.baseline_instruction is not found in {where}: "
                     "copy it verbatim from the prompt"
                 )
         t = self.termination
@@ -494,8 +517,21 @@ class JobConfig(Strict):
         """The env config the task app gets for a rollout on a seed of `pool`."""
         return {**self.env_config, **self.pool_env_config.get(pool, {})}
 
+    def _stage_path(self, i: int) -> str:
+        """Where the i-th stage of `stages()` is written in the config."""
+        if not self.mipro.modules:
+            return f"mipro.stages[{i}]"
+        for m, module in enumerate(self.mipro.modules):
+            if i < len(module.stages):
+                return f"mipro.modules[{m}].stages[{i}]"
+            i -= len(module.stages)
+        return "mipro.modules"
+
     def stages(self) -> list[StageSpec]:
-        """The configured stages, or one stage whose instruction is the initial prompt's system message."""
+        """The configured stages (the modules' stages in order, each with its module_id), or one stage whose
+        instruction is the initial prompt's system message."""
+        if self.mipro.modules:
+            return module_stages(self.mipro.modules)
         if self.mipro.stages:
             return self.mipro.stages
         system = [m for m in self.initial_prompt.ordered() if m.role == "system"]

@@ -67,10 +67,6 @@ NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
         "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
         "remove it",
     ),
-    "mipro.modules": (
-        "pipeline modules (with edges) are not supported yet",
-        "declare each stage with [[prompt_learning.mipro.stages]] stage_id + baseline_instruction instead",
-    ),
     "mipro.demo": (
         "the reference's demo table is not read: demos are set by max_demo_set_size, max_demo_sets and "
         "few_shot_score_threshold",
@@ -145,6 +141,10 @@ def refusals(body: dict[str, Any]) -> list[Problem]:
         if key in mipro and refused(mipro[key]):
             problems.append((f"prompt_learning.mipro.{key}", why, fix))
     problems += _stage_refusals(mipro.get("stages"))
+    for m, module in enumerate(mipro.get("modules") if isinstance(mipro.get("modules"), list) else []):
+        if isinstance(module, dict):
+            problems += _slot_refusal(module, f"modules[{m}]")
+            problems += _stage_refusals(module.get("stages"), f"modules[{m}].stages")
     pool = mipro.get("adaptive_pool")
     level = pool.get("level", "NONE") if isinstance(pool, dict) else pool
     if pool is not None and str(level).upper() != "NONE":
@@ -161,36 +161,39 @@ def refusals(body: dict[str, Any]) -> list[Problem]:
 
 
 STAGE_KEYS_NOT_IMPLEMENTED = {
-    "baseline_messages": (
-        "a stage is located by its baseline_instruction in the calls the task app sends; baseline "
-        "messages are not used",
-        "remove it and set baseline_instruction",
-    ),
     "policy_config": (
+        "a per-stage policy is not supported yet: every stage's calls go to policy.model",
+        "remove it",
+    ),
+    "policy": (
         "a per-stage policy is not supported yet: every stage's calls go to policy.model",
         "remove it",
     ),
 }
 
 
-def _stage_refusals(stages: Any) -> list[Problem]:
+def _stage_refusals(stages: Any, where: str = "stages") -> list[Problem]:
     problems: list[Problem] = []
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if not isinstance(stage, dict):
             continue
         for key, (why, fix) in STAGE_KEYS_NOT_IMPLEMENTED.items():
             if key in stage:
-                problems.append((f"prompt_learning.mipro.stages[{i}].{key}", why, fix))
-        slots = stage.get("max_instruction_slots", 1)
-        if slots != 1:
-            problems.append(
-                (
-                    f"prompt_learning.mipro.stages[{i}].max_instruction_slots",
-                    "one instruction slot per stage: the search picks which instruction fills it",
-                    "set it to 1 or remove it",
-                )
-            )
+                problems.append((f"prompt_learning.mipro.{where}[{i}].{key}", why, fix))
+        problems += _slot_refusal(stage, f"{where}[{i}]")
     return problems
+
+
+def _slot_refusal(table: dict[str, Any], where: str) -> list[Problem]:
+    if table.get("max_instruction_slots", 1) == 1:
+        return []
+    return [
+        (
+            f"prompt_learning.mipro.{where}.max_instruction_slots",
+            "one instruction slot per stage: the search picks which instruction fills it",
+            "set it to 1 or remove it",
+        )
+    ]
 
 
 def _move_table(source: dict[str, Any], table: str, keys: dict[str, str], target: dict[str, Any]) -> None:

@@ -11,13 +11,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from mipro.activity_models import RolloutTarget
+from mipro.pipeline import candidate_template
+from mipro.types import CompiledCandidate
 
 
 def rollout_payload(
-    target: RolloutTarget, seed: int, run_id: str, correlation_id: str, inference_url: str
+    target: RolloutTarget,
+    seed: int,
+    run_id: str,
+    correlation_id: str,
+    inference_url: str,
+    candidate: CompiledCandidate | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of POST /rollout for one seed."""
+    """The JSON body of POST /rollout for one seed. With the candidate, `policy.config.prompt_template`
+    carries it as the public pipeline task apps read it: `prompt_metadata.pipeline_modules` (per module, its
+    stages with their instruction and demos; mipro/pipeline.py); the interceptor applies it either way."""
     policy = target.policy
+    template = target.prompt_template
+    if candidate is not None:
+        template = candidate_template(template, target.stages, candidate)
     extra = dict(policy.model_extra or {})
     policy_config: dict[str, Any] = {
         **extra,
@@ -27,7 +39,7 @@ def rollout_payload(
         "temperature": policy.temperature,
         "max_completion_tokens": policy.max_completion_tokens,
         "trace_correlation_id": correlation_id,
-        "prompt_template": target.prompt_template,
+        "prompt_template": template,
     }
     return {
         "run_id": run_id,

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ChatMessage(BaseModel):
@@ -61,24 +61,66 @@ class CompiledCandidate(BaseModel):
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+class BaselineMessage(BaseModel):
+    """One message of a stage's baseline as the task app renders it (`content`; the reference's `pattern`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    content: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pattern_is_content(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "pattern" in data and "content" not in data:
+            data = {("content" if k == "pattern" else k): v for k, v in data.items()}
+        return data
+
+
 class StageSpec(BaseModel):
     """Where a stage's instruction lives in the messages the task app sends, and how to change it.
 
     `mode="replace"` swaps the located baseline text for the candidate instruction; `mode="follow"`
     keeps it and puts the candidate instruction right after it. (The reference's PYTHON transforms are
     refused: they would run config- or model-supplied code.) Unknown keys are refused.
+
+    `module_id` names the pipeline module the stage belongs to (`mipro.modules`; "default" for stages declared
+    flat). `baseline_messages` are the stage's own messages as the task app renders them: the config checks
+    the baseline instruction against them instead of `initial_prompt`, and without a `baseline_instruction`
+    the stage's is the content of their first message of the stage's `role`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     stage_id: str = "default"
+    module_id: str = "default"
     baseline_instruction: str
+    baseline_messages: list[BaselineMessage] | None = None
     role: str = "system"
     mode: Literal["replace", "follow"] = "replace"
     match: Literal["exact", "substring"] = "substring"
     case_sensitive: bool = True
     max_instruction_slots: Literal[1] = 1  # one instruction per stage: the search picks which
     max_demo_slots: int | None = Field(default=None, ge=0)  # this stage's demo set size (default: mipro's)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_from_messages(cls, data: Any) -> Any:
+        """Without a baseline_instruction, the first `role` message of baseline_messages is the baseline."""
+        if not isinstance(data, dict) or data.get("baseline_instruction") is not None:
+            return data
+        messages = data.get("baseline_messages")
+        role = data.get("role", "system")
+        if isinstance(messages, list):
+            for message in messages:
+                text = message.get("content", message.get("pattern")) if isinstance(message, dict) else None
+                if isinstance(message, dict) and message.get("role") == role and isinstance(text, str):
+                    return {**data, "baseline_instruction": text}
+            raise ValueError(
+                f"baseline_instruction is not set and baseline_messages has no {role!r} message to take it "
+                f"from: set baseline_instruction, or add the stage's {role} message to baseline_messages"
+            )
+        return data
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -4,6 +4,13 @@ URL handed to the task app: `{base}/v1/{version_id}?cid={correlation_id}`. Accep
 `POST /v1/{version_id}/chat/completions?cid=…`, the malformed `POST /v1/{version_id}?cid=…/chat/completions`,
 and `GET /health`. Only registered versions are served, the caller's key is checked, bodies are capped.
 
+Stages: a multi-stage task app may name the stage of a call in its URL,
+`POST /v1/{version_id}/stage/{stage_id}/chat/completions?cid=…` (also without `/chat/completions`, and with
+`/v1/chat/completions`): that stage's prompt is applied, and its calls are recorded under it. A call without
+a stage segment is mapped to the first stage whose baseline instruction its messages hold (then to the
+first whose candidate instruction they hold). A stage segment naming no stage of the job is a transform
+failure (422), as is a call whose messages hold neither the stage's baseline nor its candidate instruction.
+
 What the upstream answers goes back unchanged: a completion's bytes, a `stream: true` call's Server-Sent
 Events as they arrive, and a provider's error response (status code, body, content type, Retry-After) once
 retries are used up or for a refusal that no retry changes; the header `x-mipro-upstream-attempts` says how
@@ -32,7 +39,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mipro.budget import price_usd
-from mipro.compile import TransformApplicationError, compile_messages, locate_stage
+from mipro.compile import (
+    TransformApplicationError,
+    compile_messages,
+    compile_stage_messages,
+    stage_of,
+)
 from mipro.interceptor.registry import CallRecord, Registration, Registry
 from mipro.interceptor.streaming import StreamReader
 from mipro.interceptor.upstream import (
@@ -122,8 +134,19 @@ async def _reserve(app: FastAPI, registry: Registry, version_id: str, estimate: 
     return verdict
 
 
-def _substitute(reg: Registration, messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
-    stage = locate_stage(messages, reg.stages)
+def _substitute(
+    reg: Registration, messages: list[ChatMessage], stage_id: str | None = None
+) -> tuple[str, list[ChatMessage]]:
+    """The call's stage and the messages to send: the stage the URL names, else the one its messages show."""
+    if stage_id is not None:
+        spec = next((s for s in reg.stages if s.stage_id == stage_id), None)
+        if spec is None:
+            known = ", ".join(repr(s.stage_id) for s in reg.stages)
+            raise TransformApplicationError(
+                f"stage {stage_id!r} (named in the call's URL) is not a stage of this job; stages: {known}"
+            )
+        return stage_id, compile_stage_messages(messages, spec, reg.candidate)
+    stage = stage_of(messages, reg.stages, reg.candidate)
     stage_id = stage.stage_id if stage else reg.stages[0].stage_id
     return stage_id, compile_messages(messages, reg.stages, reg.candidate)
 
@@ -153,6 +176,12 @@ def create_app(registry: Registry) -> FastAPI:
     async def chat(version_id: str, request: Request) -> Response:
         return await _handle_chat(app, registry, version_id, request)
 
+    @app.post("/v1/{version_id}/stage/{stage_id}")
+    @app.post("/v1/{version_id}/stage/{stage_id}/chat/completions")
+    @app.post("/v1/{version_id}/stage/{stage_id}/v1/chat/completions")
+    async def stage_chat(version_id: str, stage_id: str, request: Request) -> Response:
+        return await _handle_chat(app, registry, version_id, request, stage_id)
+
     return app
 
 
@@ -176,7 +205,9 @@ async def _read_body(request: Request) -> dict[str, Any] | JSONResponse:
     return body
 
 
-async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, request: Request) -> Response:
+async def _handle_chat(
+    app: FastAPI, registry: Registry, version_id: str, request: Request, stage_id: str | None = None
+) -> Response:
     reg = registry.get(version_id)
     if reg is None:
         return _error(404, "unknown_version", "this version is not registered for an evaluation")
@@ -188,10 +219,11 @@ async def _handle_chat(app: FastAPI, registry: Registry, version_id: str, reques
     cid = _correlation_id(request)
     try:
         incoming = [ChatMessage.model_validate(m) for m in body["messages"]]
-        stage_id, messages = _substitute(reg, incoming)
+        stage_id, messages = _substitute(reg, incoming, stage_id)
     except (TransformApplicationError, ValueError) as exc:
-        log.warning("transform_failed", version=version_id, cid=cid, error=str(exc))
-        registry.record(version_id, cid, _failed_call("transform", f"transform_failed: {exc}"))
+        log.warning("transform_failed", version=version_id, cid=cid, stage=stage_id, error=str(exc))
+        failed = _failed_call("transform", f"transform_failed: {exc}", stage_id or "")
+        registry.record(version_id, cid, failed)
         return _error(422, "transform_failed", str(exc))
     out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
     estimate = _upper_estimate(reg, out)

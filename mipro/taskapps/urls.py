@@ -10,7 +10,7 @@ KEEPING the query string (the interceptor's `?cid=` must survive), and repairs t
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 _CHAT = "/chat/completions"
 # A path glued onto the end of the query string, e.g. "cid=x/chat/completions" or "cid=x/v1/chat/completions".
@@ -80,3 +80,16 @@ def extract_trace_correlation_id(
     if request_cid and request_cid.strip():
         return request_cid.strip()
     return cid_from_url(inference_url)
+
+
+def stage_chat_url(chat_url: str, stage_id: str) -> str:
+    """A chat-completions URL with the stage named in its path, as the interceptor reads it:
+    `…/v1/<version>/chat/completions?cid=x` -> `…/v1/<version>/stage/<stage_id>/chat/completions?cid=x`.
+
+    >>> stage_chat_url("http://h/v1/abc/chat/completions?cid=t", "router")
+    'http://h/v1/abc/stage/router/chat/completions?cid=t'
+    """
+    parts = urlsplit(chat_url)
+    base = parts.path[: -len(_CHAT)] if parts.path.endswith(_CHAT) else parts.path.rstrip("/")
+    path = f"{base}/stage/{quote(stage_id, safe='')}{_CHAT}"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))

@@ -10,6 +10,7 @@ from mipro.compile import (
     TransformApplicationError,
     apply_instruction,
     compile_messages,
+    compile_stage_messages,
     inject_demos,
     locate_stage,
     render_ready_messages,
@@ -276,3 +277,31 @@ def test_a_choice_compiles_to_its_instruction_and_demo_set() -> None:
     assert [d.seed for d in out.stages[0].demos] == [2, 0]
     before_proposal = compile_choice([stage], [], [], [], CandidateChoice(instruction=[0], demo_set=[0]))
     assert before_proposal.stages[0].instruction == "Classify." and before_proposal.stages[0].demos == []
+
+
+def test_a_known_stage_gets_its_own_prompt_even_when_another_stage_shares_the_baseline() -> None:
+    """With the stage named (e.g. by the call's URL), stages with the same baseline are told apart."""
+    first, second = spec(stage_id="first"), spec(stage_id="second")
+    candidate = CompiledCandidate(
+        stages=[
+            StagePrompt(stage_id="first", instruction="FIRST"),
+            StagePrompt(stage_id="second", instruction="SECOND", demos=[demo(3)]),
+        ]
+    )
+    assert compile_messages(msgs(), [first, second], candidate)[0].content == "FIRST", (
+        "by baseline: the first"
+    )
+    out = compile_stage_messages(msgs(), second, candidate)
+    assert out[0].content == "SECOND" and [m.content for m in out[1:3]] == ["query 3", "label_3"]
+    assert dumps(compile_stage_messages(out, second, candidate)) == dumps(out), "idempotent"
+
+
+def test_a_known_stage_passes_a_candidate_the_task_app_rendered_and_refuses_neither() -> None:
+    stage = spec(stage_id="s")
+    rendered = msgs(system=NEW)
+    out = compile_stage_messages(rendered, stage, cand(NEW, [demo(0)], stage_id="s"))
+    assert out[0].content == NEW and [m.content for m in out[1:]] == ["query 0", "label_0", USER]
+    with pytest.raises(TransformApplicationError, match="stage 's'"):
+        compile_stage_messages(msgs(system="Something else."), stage, cand(NEW, stage_id="s"))
+    with pytest.raises(TransformApplicationError, match="no prompt"):
+        compile_stage_messages(msgs(), stage, cand(NEW, stage_id="other"))

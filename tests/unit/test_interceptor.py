@@ -252,3 +252,104 @@ def test_allowance_is_a_hard_cap(upstream, interceptor) -> None:
     assert 0 < spent <= allowance.cost_usd
     refused = registry.take_records(version, "b19")
     assert refused == []  # records were taken above; the refusal was recorded with a budget error
+
+
+# Two stages whose calls carry the same system text: only the stage segment in the URL tells them apart.
+SHARED = "You are a careful assistant. Answer with one label."
+TWO_STAGES = [
+    StageSpec(stage_id="first", baseline_instruction=SHARED),
+    StageSpec(stage_id="second", baseline_instruction=SHARED),
+]
+
+
+def register_two(registry: Registry, upstream_url: str) -> str:
+    up = Upstream(base_url=f"{upstream_url}/v1", model="real-model", max_attempts=1)
+    demo = FewShotExample(
+        seed=1,
+        stage_id="second",
+        input="Query 1",
+        score=1.0,
+        answer=ChatMessage(role="assistant", content="x"),
+    )
+    candidate = CompiledCandidate(
+        stages=[
+            StagePrompt(stage_id="first", instruction="FIRST instruction."),
+            StagePrompt(stage_id="second", instruction="SECOND instruction.", demos=[demo]),
+        ]
+    )
+    return registry.register(candidate, TWO_STAGES, up, caller_key="k1")
+
+
+def shared_body() -> dict[str, Any]:
+    body = chat_body()
+    body["messages"][0]["content"] = SHARED
+    return body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stage/second/chat/completions?cid=trace_s",
+        "/stage/second/v1/chat/completions?cid=trace_s",
+        "/stage/second?cid=trace_s/chat/completions",
+    ],
+)
+def test_a_stage_segment_in_the_url_picks_the_stage(upstream, interceptor, path: str) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    version = register_two(registry, up_server.url)
+    r = httpx.post(f"{server.url}/v1/{version}{path}", json=shared_body(), headers={"X-API-Key": "k1"})
+    assert r.status_code == 200
+    sent = fake.requests[-1]["body"]["messages"]
+    assert sent[0]["content"] == "SECOND instruction." and [m["content"] for m in sent[1:3]] == [
+        "Query 1",
+        "x",
+    ]
+    [record] = registry.take_records(version, "trace_s")
+    assert record.stage_id == "second"
+
+
+def test_without_a_stage_segment_the_first_stage_holding_the_baseline_is_used(upstream, interceptor) -> None:
+    fake, up_server = upstream
+    registry, server = interceptor
+    version = register_two(registry, up_server.url)
+    r = httpx.post(
+        f"{server.url}/v1/{version}/chat/completions?cid=trace_m",
+        json=shared_body(),
+        headers={"X-API-Key": "k1"},
+    )
+    assert (
+        r.status_code == 200 and fake.requests[-1]["body"]["messages"][0]["content"] == "FIRST instruction."
+    )
+    assert [c.stage_id for c in registry.take_records(version, "trace_m")] == ["first"]
+
+
+def test_a_stage_segment_naming_no_stage_or_a_call_without_its_baseline_is_a_transform_error(
+    upstream, interceptor
+) -> None:
+    _, up_server = upstream
+    registry, server = interceptor
+    version = register_two(registry, up_server.url)
+    url = f"{server.url}/v1/{version}/stage/third/chat/completions?cid=trace_u"
+    r = httpx.post(url, json=shared_body(), headers={"X-API-Key": "k1"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "transform_failed"
+    assert "'third'" in r.json()["error"]["message"] and "'first', 'second'" in r.json()["error"]["message"]
+    [record] = registry.take_records(version, "trace_u")
+    assert record.error_kind == "transform" and record.stage_id == "third"
+    body = shared_body()
+    body["messages"][0]["content"] = "Something else entirely."
+    url = f"{server.url}/v1/{version}/stage/second/chat/completions?cid=trace_v"
+    r = httpx.post(url, json=body, headers={"X-API-Key": "k1"})
+    assert r.status_code == 422 and "stage 'second'" in r.json()["error"]["message"]
+
+
+def test_a_stage_segment_still_needs_a_registered_version_and_the_key(upstream, interceptor) -> None:
+    _, up_server = upstream
+    registry, server = interceptor
+    version = register_two(registry, up_server.url)
+    r = httpx.post(
+        f"{server.url}/v1/nope/stage/first/chat/completions", json=shared_body(), headers={"X-API-Key": "k1"}
+    )
+    assert r.status_code == 404
+    r = httpx.post(f"{server.url}/v1/{version}/stage/first/chat/completions", json=shared_body())
+    assert r.status_code == 401

@@ -74,7 +74,6 @@ def test_reference_budget_spellings_land_in_termination() -> None:
     ("key", "value", "named"),
     [
         ("judge", {"model": "x"}, "prompt_learning.judge"),
-        ("mipro__modules", [{"module_id": "m"}], "prompt_learning.mipro.modules"),
         ("mipro__adaptive_pool", {"level": "HIGH"}, "prompt_learning.mipro.adaptive_pool"),
         ("mipro__token_counting_model", "gpt-4", "prompt_learning.mipro.token_counting_model"),
         ("mipro__grounding", {"n": 10}, "prompt_learning.mipro.grounding"),
@@ -125,16 +124,16 @@ def test_adaptive_pool_none_is_the_fixed_pool_and_accepted() -> None:
 
 
 def test_stage_keys_without_an_effect_are_refused_and_python_transforms_too() -> None:
-    stage = {
-        "stage_id": "main",
-        "baseline_instruction": "x",
-        "policy_config": {"model": "y"},
-        "baseline_messages": [],
-    }
+    stage = {"stage_id": "main", "baseline_instruction": "x", "policy_config": {"model": "y"}}
     assert {p[0] for p in refused(shipped(mipro__stages=[stage]))} == {
-        "prompt_learning.mipro.stages[0].policy_config",
-        "prompt_learning.mipro.stages[0].baseline_messages",
+        "prompt_learning.mipro.stages[0].policy_config"
     }
+    module = {"module_id": "m", "max_instruction_slots": 3, "stages": [{**stage, "policy": {"model": "y"}}]}
+    assert {p[0] for p in refused(shipped(mipro__modules=[module]))} == {
+        "prompt_learning.mipro.modules[0].max_instruction_slots",
+        "prompt_learning.mipro.modules[0].stages[0].policy_config",
+        "prompt_learning.mipro.modules[0].stages[0].policy",
+    }, "the reference's per-stage policy (either spelling) is refused inside modules too"
     assert [
         p[0]
         for p in refused(shipped(mipro__stages=[{"baseline_instruction": "x", "max_instruction_slots": 3}]))

@@ -1,0 +1,129 @@
+"""A two-stage pipeline job on the real dev server, with the simulated LLM and real HTTP: the example
+banking77 app routes each query to a domain (stage `router`) and classifies its intent within the domain
+(stage `classifier`); both stages call the LLM through the interceptor, which maps each call to its stage
+by the stage segment in its URL. The config declares the stages as `mipro.modules`.
+
+The job does not depend on stage-1 demos: today only a rollout's last LLM call (the classifier's) yields a
+demo (activities/task_app.py `_example`), so the router's proposals have no examples of its own to be
+grounded in. What needs them is marked `xfail(strict=True)`: it turns into a failure, to unmark, once every
+stage's last call yields a demo; the same for the result's `stage_payloads[...].module_id`, which the
+final evaluation does not fill in yet."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from mipro.config import JobConfig, load_config_file
+from mipro.job_models import Event, EventsQuery, OptimizationResult
+from mipro.serving import BackgroundServer
+from mipro.starter import jobs
+from mipro.taskapps.banking77.data import Banking77Data
+from mipro.taskapps.banking77_pipeline import CLASSIFIER, DOMAINS, ROUTER, create_app
+from mipro.taskapps.banking77_pipeline.prompts import CLASSIFIER_SYSTEM, ROUTER_SYSTEM
+from mipro.worker import WorkerOptions, running_worker
+from mipro.workflows.mipro_workflow import MiproWorkflow
+from tests.conftest import REPO, TASK_APP_KEY
+
+# Small enough for CI on 2 cores (~90 s): 40 bootstrap, 4 x 3 trials of 16 seeds, 60 validation, 150 test.
+SMALL = [
+    "mipro.num_iterations=4",
+    "mipro.num_evaluations_per_iteration=3",
+    "mipro.batch_size=16",
+    "mipro.max_parallel_trials=3",
+]
+RULE = re.compile(
+    r"^- If the query mentions .*, the (?:intent|category|label) is [`'\"]?([\w?]+)", re.MULTILINE
+)
+STAGE_DEMO_CAPTURE = (
+    "the router has no bootstrapped examples: only a rollout's last LLM call (the classifier's) yields one "
+    "(activities/task_app.py _example); unmark when every stage's last call yields a demo"
+)
+
+Job = tuple[JobConfig, OptimizationResult, list[Event]]
+
+
+@pytest.fixture(scope="module")
+def pipeline_app(banking77_data: Banking77Data) -> Iterator[BackgroundServer]:
+    with BackgroundServer(create_app(banking77_data, api_key=TASK_APP_KEY)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pipeline_job(
+    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, pipeline_app: BackgroundServer
+) -> AsyncIterator[Job]:
+    """One job on configs/banking77_pipeline.toml, shared by the tests below."""
+    config = load_config_file(
+        REPO / "configs" / "banking77_pipeline.toml",
+        [
+            f'task_app_url="{pipeline_app.url}"',
+            f'policy.inference_url="{simllm.url}/v1"',
+            f'mipro.meta.inference_url="{simllm.url}/v1"',
+            *SMALL,
+        ],
+    )
+    queue = f"tq-pipeline-{uuid.uuid4().hex[:6]}"
+    async with running_worker(temporal_env.client, WorkerOptions(task_queue=queue)):
+        handle = await jobs.start_job(temporal_env.client, config, task_queue=queue)
+        result = await jobs.result(temporal_env.client, handle.id)
+        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
+        yield config, result, events
+
+
+def proposed(events: list[Event], stage_id: str) -> list[str]:
+    return [
+        e.data["instruction_text"]
+        for e in events
+        if e.type == "mipro.instruction.proposed" and e.data["stage_id"] == stage_id
+    ]
+
+
+async def test_a_pipeline_job_beats_its_baseline_and_lists_each_stages_prompt(
+    pipeline_job: Job, banking77_data: Banking77Data
+) -> None:
+    config, result, events = pipeline_job
+    assert result.status == "succeeded" and result.simulated_llm and result.warnings == []
+    assert result.rollout_errors == 0, result.errors_by_kind
+    assert result.baseline_test_score is not None and result.best_test_score is not None
+    assert result.best_test_score > result.baseline_test_score, result.model_dump_json(indent=1)[:3000]
+
+    # the result lists each stage's prompt: its instruction, and its payload keyed by stage id
+    router, classifier = result.best.instructions
+    assert set(result.stage_payloads) == {ROUTER, CLASSIFIER}
+    assert [len(stage) for stage in result.instructions] == [config.mipro.max_instructions] * 2
+    assert result.instructions[0][0] == ROUTER_SYSTEM and result.instructions[1][0] == CLASSIFIER_SYSTEM
+
+    # the classifier's instruction changed from its baseline, to one grounded in the classifier's own demos
+    assert classifier != CLASSIFIER_SYSTEM
+    assert set(RULE.findall(classifier)) and set(RULE.findall(classifier)) <= set(banking77_data.labels)
+
+    # both stages were searched: instructions proposed for each, and trials with other router instructions
+    assert len(proposed(events, ROUTER)) == len(proposed(events, CLASSIFIER)) == config.mipro.max_instructions
+    assert any(t.choice.instruction[0] != 0 for t in result.trials)
+    assert any(t.choice.instruction[1] != 0 for t in result.trials)
+    assert router in result.instructions[0]
+
+
+@pytest.mark.xfail(strict=True, reason=STAGE_DEMO_CAPTURE)
+async def test_the_router_is_improved_from_its_own_calls(pipeline_job: Job) -> None:
+    _, result, events = pipeline_job
+    grounded = [text for text in proposed(events, ROUTER) if set(RULE.findall(text)) & set(DOMAINS)]
+    assert grounded, "router proposals with rules naming its domains"
+    assert result.best.instructions[0] != ROUTER_SYSTEM
+
+
+@pytest.mark.xfail(
+    strict=True, reason="workflows/final_evaluation.py builds StagePayload without the stage's module_id"
+)
+async def test_stage_payloads_name_each_stages_module(pipeline_job: Job) -> None:
+    _, result, _ = pipeline_job
+    assert {s: p.module_id for s, p in result.stage_payloads.items()} == {
+        ROUTER: ROUTER,
+        CLASSIFIER: CLASSIFIER,
+    }
