@@ -92,7 +92,9 @@ def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
     demo_indices = [list(s.demo_sets[i][d]) if s.demo_sets else [] for i, d in enumerate(choice.demo_set)]
     payloads = {
         stage.stage_id: StagePayload(
-            instruction_indices=[choice.instruction[i]], demo_indices=demo_indices[i]
+            module_id=stage.module_id,
+            instruction_indices=[choice.instruction[i]],
+            demo_indices=demo_indices[i],
         )
         for i, stage in enumerate(job.stages)
     }

@@ -6,8 +6,7 @@ by the stage segment in its URL. The config declares the stages as `mipro.module
 The job does not depend on stage-1 demos: today only a rollout's last LLM call (the classifier's) yields a
 demo (activities/task_app.py `_example`), so the router's proposals have no examples of its own to be
 grounded in. What needs them is marked `xfail(strict=True)`: it turns into a failure, to unmark, once every
-stage's last call yields a demo; the same for the result's `stage_payloads[...].module_id`, which the
-final evaluation does not fill in yet."""
+stage's last call yields a demo."""
 
 from __future__ import annotations
 
@@ -118,9 +117,6 @@ async def test_the_router_is_improved_from_its_own_calls(pipeline_job: Job) -> N
     assert result.best.instructions[0] != ROUTER_SYSTEM
 
 
-@pytest.mark.xfail(
-    strict=True, reason="workflows/final_evaluation.py builds StagePayload without the stage's module_id"
-)
 async def test_stage_payloads_name_each_stages_module(pipeline_job: Job) -> None:
     _, result, _ = pipeline_job
     assert {s: p.module_id for s, p in result.stage_payloads.items()} == {
