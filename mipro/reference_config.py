@@ -145,19 +145,46 @@ def refusals(body: dict[str, Any]) -> list[Problem]:
         if isinstance(module, dict):
             problems += _slot_refusal(module, f"modules[{m}]")
             problems += _stage_refusals(module.get("stages"), f"modules[{m}].stages")
-    pool = mipro.get("adaptive_pool")
-    level = pool.get("level", "NONE") if isinstance(pool, dict) else pool
-    if pool is not None and str(level).upper() != "NONE":
-        problems.append(
-            (
-                "prompt_learning.mipro.adaptive_pool",
-                "an adaptive online pool is not supported yet: the online pool is cut in fixed blocks",
-                'remove it or set level = "NONE"',
-            )
-        )
-    elif pool is not None:
-        mipro.pop("adaptive_pool")
+    problems += _adaptive_pool_refusals(mipro.get("adaptive_pool"))
     return problems
+
+
+# The reference's per-knob adaptive-pool settings: here `level` presets the policy (mipro/adaptive_pool.py).
+ADAPTIVE_POOL_KNOBS = (
+    "anchor_size",
+    "pool_init_size",
+    "pool_min_size",
+    "warmup_iters",
+    "anneal_stop_iter",
+    "pool_update_period",
+    "min_evals_per_example",
+    "k_info_prompts",
+    "info_buffer_factor",
+    "info_epsilon",
+    "anchor_selection_method",
+    "exploration_strategy",
+    "heatup_reserve_pool",
+    "heatup_trigger",
+    "heatup_size",
+    "heatup_cooldown_trials",
+    "heatup_schedule",
+)
+
+
+def _adaptive_pool_refusals(pool: Any) -> list[Problem]:
+    """`adaptive_pool.level` is implemented; the reference's separate knobs are not (the level sets them)."""
+    if not isinstance(pool, dict):
+        return []
+    return [
+        (
+            f"prompt_learning.mipro.adaptive_pool.{key}",
+            "the adaptive pool's settings are preset by its level here (share of discriminating seeds, "
+            "minimum batch, scores a seed needs): individual knobs are not supported",
+            'remove it and choose adaptive_pool.level ("NONE", "LOW", "MODERATE", "HIGH")',
+        )
+        for key in ADAPTIVE_POOL_KNOBS
+        if key in pool
+    ]
 
 
 STAGE_KEYS_NOT_IMPLEMENTED = {

@@ -9,6 +9,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from mipro import adaptive_pool
     from mipro import search as decide
     from mipro.activities.search import suggest_candidates
     from mipro.activity_models import EvaluateOutput, SuggestInput
@@ -25,18 +26,21 @@ from mipro.workflows.proposal import regenerate
 
 FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
 REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
+ADAPTIVE_POOL_PATCH = "adaptive-pool"  # runs recorded before it cut the online pool in fixed blocks only
 
 
 async def search(job: Job) -> None:
     m, s = job.m, job.s
     blocks = minibatch_blocks(m.online_pool, m.batch_size, m.seed)
+    # Only a configured level asks for the patch: a NONE job's commands stay exactly what they were.
+    adaptive = m.adaptive_pool.level != "NONE" and workflow.patched(ADAPTIVE_POOL_PATCH)
     while s.iteration < m.num_iterations and s.stop_reason is None:
         await job.gate()
         if job.check_termination():
             break
         if s.iteration in m.generate_at_iterations and s.iteration not in s.regenerated:
             await regenerate(job)
-        seeds = blocks[s.iteration % len(blocks)]
+        seeds = _adaptive_seeds(job, blocks) if adaptive else blocks[s.iteration % len(blocks)]
         await _ensure_baseline_on(job, seeds)
         choices = await _suggest(job)
         if not choices:
@@ -51,6 +55,36 @@ async def search(job: Job) -> None:
         await job.continue_as_new_if_due()
     if s.stop_reason not in HALTING_STOPS:  # the last iterations' leader, unless the job was stopped
         await promote(job)
+
+
+def _adaptive_seeds(job: Job, blocks: list[list[int]]) -> list[int]:
+    """This iteration's seeds from the adaptive pool (`mipro.adaptive_pool`): the seeds that discriminate
+    between the candidates seen so far, a batch that shrinks while the top lifts separate and grows when
+    they tie. The pool is the fixed blocks' seeds in their seeded order (the first batch is block 0)."""
+    m, s = job.m, job.s
+    last = [t for t in s.trials if t.iteration == s.trials[-1].iteration] if s.trials else []
+    choice = adaptive_pool.iteration_seeds(
+        m.adaptive_pool.level,
+        order=[seed for block in blocks for seed in block],
+        batch_size=m.batch_size,
+        caches=list(s.online_cache.values()),
+        previous=[(t.paired_lift, t.n) for t in last] if last else None,
+        previous_size=len(last[-1].seeds) if last else None,
+    )
+    job.emit(
+        "mipro.adaptive_pool",
+        f"iteration {s.iteration}: {choice.size} seeds, {choice.discriminating} known to discriminate",
+        {
+            "iteration": s.iteration,
+            "level": m.adaptive_pool.level,
+            "batch_size": choice.size,
+            "previous_tied": choice.tied,
+            "discriminating": choice.discriminating,
+            "pool_discriminating": choice.known_discriminating,
+            "pool_silent": choice.known_silent,
+        },
+    )
+    return choice.seeds
 
 
 async def _ensure_baseline_on(job: Job, seeds: list[int]) -> None:

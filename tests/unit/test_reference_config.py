@@ -74,7 +74,7 @@ def test_reference_budget_spellings_land_in_termination() -> None:
     ("key", "value", "named"),
     [
         ("judge", {"model": "x"}, "prompt_learning.judge"),
-        ("mipro__adaptive_pool", {"level": "HIGH"}, "prompt_learning.mipro.adaptive_pool"),
+        ("mipro__adaptive_pool", {"anchor_size": 30}, "prompt_learning.mipro.adaptive_pool.anchor_size"),
         ("mipro__token_counting_model", "gpt-4", "prompt_learning.mipro.token_counting_model"),
         ("mipro__grounding", {"n": 10}, "prompt_learning.mipro.grounding"),
     ],
@@ -121,6 +121,33 @@ def test_adaptive_pool_none_is_the_fixed_pool_and_accepted() -> None:
     assert isinstance(
         parse_config({"prompt_learning": shipped(mipro__adaptive_pool={"level": "NONE"})}), JobConfig
     )
+    assert parse_config({"prompt_learning": shipped()}).mipro.adaptive_pool.level == "NONE", "absent: NONE"
+
+
+@pytest.mark.parametrize(
+    ("written", "level"),
+    [
+        ({"level": "HIGH"}, "HIGH"),
+        ({"level": "moderate"}, "MODERATE"),
+        ("low", "LOW"),
+        ({}, "LOW"),  # the reference's default level for a table without one
+    ],
+)
+def test_adaptive_pool_levels_are_accepted_with_an_effect(written: Any, level: str) -> None:
+    config = parse_config({"prompt_learning": shipped(mipro__adaptive_pool=written)})
+    assert config.mipro.adaptive_pool.level == level
+
+
+def test_adaptive_pool_knobs_of_the_reference_are_refused_by_name_and_a_bad_level_too() -> None:
+    body = shipped(mipro__adaptive_pool={"level": "HIGH", "pool_min_size": 20, "heatup_size": 5})
+    problems = refused(body)
+    assert {p[0] for p in problems} == {
+        "prompt_learning.mipro.adaptive_pool.pool_min_size",
+        "prompt_learning.mipro.adaptive_pool.heatup_size",
+    }
+    assert all("level" in p[2] for p in problems), "says the level sets them"
+    [problem] = refused(shipped(mipro__adaptive_pool={"level": "EXTREME"}))
+    assert problem[0] == "prompt_learning.mipro.adaptive_pool.level"
 
 
 def test_stage_keys_without_an_effect_are_refused_and_python_transforms_too() -> None:
