@@ -32,10 +32,12 @@ from mipro.activity_models import (
 )
 from mipro.errors import FailureType, task_app_key_fix
 from mipro.interceptor.registry import CallRecord, Upstream
+from mipro.judge import JudgeFailure, combine, judge_rollout, needs_judge, scores_without_reward
 from mipro.retry_after import retry_after_seconds
 from mipro.rollout_protocol import (
     SeedRange,
     auth_headers,
+    failed_status,
     parse_reward,
     pools_outside_ranges,
     rollout_payload,
@@ -50,10 +52,17 @@ MAX_DATA_SOURCE_CHARS = 300
 
 
 class RolloutFailure(Exception):
-    def __init__(self, kind: ErrorKind, detail: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        retry_after: float | None = None,
+        calls: list[CallRecord] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.retry_after = retry_after  # seconds the task app asked us to wait (Retry-After), if it did
+        self.calls = calls or []  # the attempt's LLM calls, when they were already taken from the registry
 
 
 def backoff_seconds(failure: RolloutFailure, attempt: int) -> float:
@@ -293,6 +302,15 @@ class TaskAppActivities:
             timeout_seconds=target.rollout_timeout_seconds,
         )
         task_key = self.res.secret(target.task_app_api_key_env)
+        judge = None
+        if target.judge is not None:
+            judge = Upstream(
+                base_url=target.judge.inference_url or target.policy.inference_url,
+                model=target.judge.model,
+                api_key=self.res.secret(target.judge.api_key_env),
+                price=target.judge_price,
+                timeout_seconds=target.rollout_timeout_seconds,
+            )
         version = self.res.registry.register(
             inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
         )
@@ -307,7 +325,7 @@ class TaskAppActivities:
 
         async def one(seed: int) -> SeedOutcome:
             async with semaphore, self.res.rollout_slots:
-                outcome = await self._rollout_with_retries(inp, version, seed, task_key)
+                outcome = await self._rollout_with_retries(inp, version, seed, task_key, judge)
             state.finished.append(outcome)
             state.attempt_finished = state.attempt_finished.plus(outcome.usage)
             return outcome
@@ -320,16 +338,17 @@ class TaskAppActivities:
             self.res.registry.unregister(version)
 
     async def _rollout_with_retries(
-        self, inp: EvaluateInput, version: str, seed: int, task_key: str | None
+        self, inp: EvaluateInput, version: str, seed: int, task_key: str | None, judge: Upstream | None
     ) -> SeedOutcome:
         usage = Usage()
         attempts = inp.target.rollout_retries + 1
         for attempt in range(1, attempts + 1):
             cid = f"trace_{inp.job_id}-{inp.label}-s{seed}-a{attempt}"
             try:
-                score, calls = await self._rollout_once(inp, version, seed, cid, task_key)
+                reward, calls = await self._rollout_once(inp, version, seed, cid, task_key)
             except RolloutFailure as failure:
-                usage = usage.plus(_sum_usage(self.res.registry.take_records(version, cid)))
+                calls = failure.calls or self.res.registry.take_records(version, cid)
+                usage = usage.plus(_sum_usage(calls))
                 log.info(
                     "rollout_failed",
                     job_id=inp.job_id,
@@ -350,13 +369,64 @@ class TaskAppActivities:
                 await asyncio.sleep(backoff_seconds(failure, attempt))
                 continue
             usage = usage.plus(_sum_usage(calls))
-            example = _example(calls, seed, score) if inp.capture_examples else None
-            return SeedOutcome(seed=seed, score=score, attempts=attempt, usage=usage, example=example)
+            done = SeedOutcome(seed=seed, attempts=attempt, usage=usage, reward=reward)
+            try:
+                scored = await self._score(inp, version, calls, done, judge)
+            except JudgeFailure as failure:
+                detail = str(failure)[:500]
+                log.info(
+                    "rollout_judge_failed",
+                    job_id=inp.job_id,
+                    trial=inp.label,
+                    seed=seed,
+                    kind=failure.kind,
+                    detail=detail[:200],
+                )
+                return done.model_copy(
+                    update={
+                        "error": failure.kind,
+                        "error_detail": detail,
+                        "usage": usage.plus(failure.usage),
+                        "judge_usage": failure.usage,
+                    }
+                )
+            if inp.capture_examples and scored.score is not None:
+                scored.example = _example(calls, seed, scored.score)
+            return scored
         raise AssertionError("unreachable")
+
+    async def _score(
+        self,
+        inp: EvaluateInput,
+        version: str,
+        calls: list[CallRecord],
+        done: SeedOutcome,
+        judge: Upstream | None,
+    ) -> SeedOutcome:
+        """The rollout's score: the task app's reward, or the judge's score (or a blend) when the judge is
+        asked (mipro/judge.py). Raises JudgeFailure when the judge gives none."""
+        config = inp.target.judge
+        if config is None or judge is None or not needs_judge(config.mode, done.reward):
+            return done.model_copy(update={"score": done.reward})
+        attempts = inp.target.rollout_retries + 1
+        verdict = await judge_rollout(
+            self.res.http, self.res.registry, version, judge, config, calls, attempts
+        )
+        score = combine(config.mode, config.weight, done.reward, verdict.score)
+        return done.model_copy(
+            update={
+                "score": score,
+                "judge_score": verdict.score,
+                "usage": done.usage.plus(verdict.usage),  # the judge's calls are the rollout's cost too
+                "judge_usage": verdict.usage,
+            }
+        )
 
     async def _rollout_once(
         self, inp: EvaluateInput, version: str, seed: int, cid: str, task_key: str | None
-    ) -> tuple[float, list[CallRecord]]:
+    ) -> tuple[float | None, list[CallRecord]]:
+        """One attempt: the task app's reward (None only when the judge can score the rollout without it)
+        and the attempt's LLM calls."""
         target = inp.target
         inference_url = f"{self.res.interceptor_url}/v1/{version}?cid={cid}"
         payload = rollout_payload(target, seed, f"prompt-learning-{seed}-{inp.label}", cid, inference_url)
@@ -373,15 +443,24 @@ class TaskAppActivities:
             raise RolloutFailure("connection", f"{type(exc).__name__}: {exc}") from None
         calls = self.res.registry.take_records(version, cid)
         key_env, key_sent = target.task_app_api_key_env, task_key is not None
-        _raise_for_status(response, calls, target.task_app_url, key_env, key_sent)
+        try:
+            _raise_for_status(response, calls, target.task_app_url, key_env, key_sent)
+        except RolloutFailure as failure:
+            failure.calls = calls
+            raise
         try:
             body = response.json()
         except ValueError:
-            raise RolloutFailure("bad_json", f"unparseable body: {response.text[:200]!r}") from None
-        score = parse_reward(body)
-        if score is None:
-            raise RolloutFailure("no_reward", "response carries no reward")
-        return score, calls
+            detail = f"unparseable body: {response.text[:200]!r}"
+            raise RolloutFailure("bad_json", detail, calls=calls) from None
+        reward = parse_reward(body)
+        if reward is None and (failed_status(body) is not None or not scores_without_reward(target.judge)):
+            status = failed_status(body)
+            detail = (
+                f"the rollout failed (success_status {status!r})" if status else "response carries no reward"
+            )
+            raise RolloutFailure("no_reward", detail, calls=calls)
+        return reward, calls
 
 
 def _raise_for_status(

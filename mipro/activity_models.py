@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from mipro.config import JobConfig, MetaModelConfig, PolicyConfig, PoolName, Price
+from mipro.config import JobConfig, JudgeConfig, MetaModelConfig, PolicyConfig, PoolName, Price
 from mipro.proposer.profile import ProposerSettings
 from mipro.tpe import TPESettings
 from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
@@ -27,6 +27,9 @@ class RolloutTarget(BaseModel):
     prompt_template: dict[str, Any]
     rollout_timeout_seconds: float
     rollout_retries: int
+    # The LLM judge scoring the rollouts (its upstream resolved), and its price; None: the task app's reward.
+    judge: JudgeConfig | None = None
+    judge_price: Price | None = None
 
     @classmethod
     def from_config(cls, config: JobConfig, pool: PoolName = "online") -> RolloutTarget:
@@ -38,6 +41,7 @@ class RolloutTarget(BaseModel):
             "wildcards": config.initial_prompt.wildcards,
             "metadata": config.initial_prompt.metadata,
         }
+        judge = config.judge.resolved(config.policy) if config.judge and config.judge.enabled else None
         return cls(
             task_app_url=config.task_app_url.rstrip("/"),
             task_app_api_key_env=config.task_app_api_key_env,
@@ -49,6 +53,8 @@ class RolloutTarget(BaseModel):
             prompt_template=template,
             rollout_timeout_seconds=config.mipro.rollout_timeout_seconds,
             rollout_retries=config.mipro.rollout_retries,
+            judge=judge,
+            judge_price=config.pricing.get(judge.model) if judge else None,
         )
 
 

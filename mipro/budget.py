@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, computed_field
 from mipro.config import Price, TerminationConfig
 from mipro.types import CompiledCandidate, FewShotExample, Usage
 
-Category = Literal["rollout", "proposal"]
+Category = Literal["rollout", "proposal", "judge"]
 
 
 def price_usd(pricing: dict[str, Price], model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -21,10 +21,13 @@ def price_usd(pricing: dict[str, Price], model: str, prompt_tokens: int, complet
 
 
 class Spend(BaseModel):
-    """Usage per category. `rollout` is the policy model behind rollouts; `proposal` the meta-model."""
+    """Usage per category. `rollout` is the policy model behind rollouts; `proposal` the meta-model;
+    `judge` the LLM judge scoring rollouts. `total` (what max_spend_usd and max_token_limit cap) is all
+    three; max_rollout_spend_usd caps `rollout` alone."""
 
     rollout: Usage = Field(default_factory=Usage)
     proposal: Usage = Field(default_factory=Usage)
+    judge: Usage = Field(default_factory=Usage)
 
     def add(self, category: Category, usage: Usage) -> None:
         setattr(self, category, getattr(self, category).plus(usage))
@@ -32,7 +35,7 @@ class Spend(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def total(self) -> Usage:
-        return self.rollout.plus(self.proposal)
+        return self.rollout.plus(self.proposal).plus(self.judge)
 
 
 class Counters(BaseModel):

@@ -59,14 +59,6 @@ TERMINATION_KEYS: dict[str, tuple[str, float]] = {
 
 # Keys of the reference with no effect here: (where, why, what to do). Implementing one removes its row.
 NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
-    "judge": (
-        "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
-        "remove it",
-    ),
-    "mipro.judge": (
-        "an LLM judge is not supported yet: every rollout is scored by the task app's reward",
-        "remove it",
-    ),
     "mipro.demo": (
         "the reference's demo table is not read: demos are set by max_demo_set_size, max_demo_sets and "
         "few_shot_score_threshold",
@@ -114,6 +106,8 @@ def translate(body: dict[str, Any]) -> dict[str, Any]:
     _move_meta_keys(body, mipro)
     if "proxy_models" in mipro and "proxy_models" not in body:
         body["proxy_models"] = mipro.pop("proxy_models")
+    if "judge" in mipro and "judge" not in body:
+        body["judge"] = mipro.pop("judge")
     termination = (
         dict(body.get("termination") or {}) if isinstance(body.get("termination", {}), dict) else None
     )

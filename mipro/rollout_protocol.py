@@ -88,12 +88,18 @@ def _from_metrics(metrics: dict[str, Any]) -> float | None:
     return None
 
 
+def failed_status(body: Any) -> str | None:
+    """The response's `success_status` when it says the rollout failed (not success/succeeded/ok), else None.
+    Such a rollout has no reward, and an LLM judge does not score it either."""
+    status = body.get("success_status") if isinstance(body, dict) else None
+    if isinstance(status, str) and status.lower() not in ("success", "succeeded", "ok"):
+        return status
+    return None
+
+
 def parse_reward(body: Any) -> float | None:
     """The rollout's reward, or None when the response carries none (a failed rollout, never a 0)."""
-    if not isinstance(body, dict):
-        return None
-    status = body.get("success_status")
-    if isinstance(status, str) and status.lower() not in ("success", "succeeded", "ok"):
+    if not isinstance(body, dict) or failed_status(body) is not None:
         return None
     for key in ("reward_info", "metrics"):
         metrics = body.get(key)

@@ -182,11 +182,17 @@ ErrorKind = Literal[
     "llm_error",
     "transform",
     "budget",
+    "judge_unparseable",  # the LLM judge answered, but not a score in [0, 1] (mipro/judge.py)
 ]
 
 
 class SeedOutcome(BaseModel):
-    """The result of one rollout of a candidate on one seed: a score, or an error (never both)."""
+    """The result of one rollout of a candidate on one seed: a score, or an error (never both).
+
+    With an LLM judge, `score` is the rollout's score as the judge's mode forms it, `reward` the task app's
+    own (None when it sent none) and `judge_score` the judge's (None when it was not asked). `usage` is
+    everything the rollout's LLM calls cost, the policy's and the judge's (what the budgets and the budget
+    estimates count); `judge_usage` is the judge's part of it, a cost category of its own."""
 
     seed: int
     score: float | None = None
@@ -195,6 +201,14 @@ class SeedOutcome(BaseModel):
     attempts: int = 1
     usage: Usage = Field(default_factory=Usage)
     example: FewShotExample | None = None  # filled only when the evaluation asks to capture demos
+    reward: float | None = None
+    judge_score: float | None = None
+    judge_usage: Usage = Field(default_factory=Usage)  # included in `usage`
+
+    @property
+    def policy_usage(self) -> Usage:
+        """The policy model's part of `usage`."""
+        return self.usage.minus(self.judge_usage)
 
     @property
     def ok(self) -> bool:

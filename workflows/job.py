@@ -87,7 +87,9 @@ class Job:
 
     def account(self, outcomes: list[SeedOutcome]) -> None:
         for o in outcomes:
-            self.s.spend.add("rollout", o.usage)
+            # `usage` includes the judge's calls (zero without a judge: no change, no command, replay-safe)
+            self.s.spend.add("rollout", o.policy_usage)
+            self.s.spend.add("judge", o.judge_usage)
             self.s.counters.record(o.ok, o.error)
         if any(o.error == "budget" for o in outcomes):
             self.stop(budget_name(self.cfg.termination, self.s.spend))

@@ -73,7 +73,6 @@ def test_reference_budget_spellings_land_in_termination() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
-        ("judge", {"model": "x"}, "prompt_learning.judge"),
         ("mipro__adaptive_pool", {"anchor_size": 30}, "prompt_learning.mipro.adaptive_pool.anchor_size"),
         ("mipro__token_counting_model", "gpt-4", "prompt_learning.mipro.token_counting_model"),
         ("mipro__grounding", {"n": 10}, "prompt_learning.mipro.grounding"),
@@ -86,9 +85,9 @@ def test_a_reference_key_without_an_effect_here_is_refused_by_name(key: str, val
 
 
 def test_every_refused_key_of_a_config_is_named_at_once() -> None:
-    body = shipped(judge={"model": "x"}, mipro__demo={"k": 1}, mipro__token_counting_model="gpt-4")
+    body = shipped(gepa={"x": 1}, mipro__demo={"k": 1}, mipro__token_counting_model="gpt-4")
     assert {p[0] for p in refused(body)} == {
-        "prompt_learning.judge",
+        "prompt_learning.gepa",
         "prompt_learning.mipro.demo",
         "prompt_learning.mipro.token_counting_model",
     }
@@ -115,6 +114,36 @@ def test_the_reference_proposer_keys_are_read_with_their_effect() -> None:
     assert (m.instructions_per_batch, m.spec_max_tokens, m.reference_pool) == (3, 300, [10_001, 10_002])
     assert (m.meta.temperature, m.meta.max_tokens) == (1.0, 256), "the levels set what meta does not"
     assert m.spec == {"rules": ["Answer with one label."]} and m.metaprompt is not None
+
+
+@pytest.mark.parametrize("where", ["judge", "mipro__judge"])
+def test_the_judge_table_is_accepted_at_the_top_or_under_mipro(where: str) -> None:
+    """The judge is built (mipro/judge.py): its table is read, the reference's spellings too."""
+    judge = {
+        "backend_model": "judge-model",
+        "backend_provider": "Groq",
+        "reward_source": "fused",
+        "weight": 0.3,
+    }
+    price = {"input_per_mtok": 0.1, "output_per_mtok": 0.2}
+    body = shipped(**{where: judge})
+    with pytest.raises(MIPROConfigurationError, match="pricing has no entry for model 'judge-model'"):
+        parse_config({"prompt_learning": body})  # a USD budget is set: the judge's model needs a price
+    body["pricing"]["judge-model"] = price
+    config = parse_config({"prompt_learning": body})
+    assert config.judge is not None
+    assert (config.judge.model, config.judge.provider, config.judge.mode) == ("judge-model", "groq", "blend")
+    assert config.judge.weight == 0.3 and config.judge.enabled
+
+
+def test_the_reference_judge_services_keys_and_a_task_app_reward_source_are_refused() -> None:
+    problems = refused(
+        shipped(judge={"model": "j", "backend_base": "http://x/api", "backend_rubric_id": "r"})
+    )
+    assert [p[0] for p in problems] == ["prompt_learning.judge"]
+    assert "backend_base, backend_rubric_id" in problems[0][1] and "rubric" in problems[0][1]
+    [problem] = refused(shipped(judge={"model": "j", "reward_source": "task_app"}))
+    assert "needs no judge" in problem[1]
 
 
 def test_adaptive_pool_none_is_the_fixed_pool_and_accepted() -> None:
