@@ -391,7 +391,8 @@ class TaskAppActivities:
                     }
                 )
             if inp.capture_examples and scored.score is not None:
-                scored.example = _example(calls, seed, scored.score)
+                scored.examples = _stage_examples(calls, seed, scored.score)
+                scored.example = scored.examples[-1] if scored.examples else None
             return scored
         raise AssertionError("unreachable")
 
@@ -429,7 +430,9 @@ class TaskAppActivities:
         and the attempt's LLM calls."""
         target = inp.target
         inference_url = f"{self.res.interceptor_url}/v1/{version}?cid={cid}"
-        payload = rollout_payload(target, seed, f"prompt-learning-{seed}-{inp.label}", cid, inference_url)
+        payload = rollout_payload(
+            target, seed, f"prompt-learning-{seed}-{inp.label}", cid, inference_url, candidate=inp.candidate
+        )
         try:
             response = await self.res.http.post(
                 f"{target.task_app_url}/rollout",
@@ -491,15 +494,25 @@ def _sum_usage(calls: list[CallRecord]) -> Usage:
     return total
 
 
-def _example(calls: list[CallRecord], seed: int, score: float) -> FewShotExample | None:
-    """The demo a good rollout yields: its final user turn (as the task app sent it) and the answer."""
-    good = [c for c in calls if c.answer is not None]
-    if not good:
-        return None
-    call = good[-1]
-    users = [m for m in call.request_messages if m.role == "user" and m.content]
-    if not users or call.answer is None:
-        return None
-    return FewShotExample(
-        seed=seed, stage_id=call.stage_id, input=users[-1].content or "", answer=call.answer, score=score
-    )
+def _stage_examples(calls: list[CallRecord], seed: int, score: float) -> list[FewShotExample]:
+    """The demos a good rollout yields, one per stage: the stage's last answered call, as its final user
+    turn (as the task app sent it) and the answer; in the order the stages last spoke."""
+    last: dict[str, CallRecord] = {}
+    for call in calls:
+        if call.answer is not None:
+            last.pop(call.stage_id, None)
+            last[call.stage_id] = call
+    examples = []
+    for call in last.values():
+        users = [m for m in call.request_messages if m.role == "user" and m.content]
+        if users and call.answer is not None:
+            examples.append(
+                FewShotExample(
+                    seed=seed,
+                    stage_id=call.stage_id,
+                    input=users[-1].content or "",
+                    answer=call.answer,
+                    score=score,
+                )
+            )
+    return examples

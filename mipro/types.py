@@ -201,9 +201,16 @@ class SeedOutcome(BaseModel):
     attempts: int = 1
     usage: Usage = Field(default_factory=Usage)
     example: FewShotExample | None = None  # filled only when the evaluation asks to capture demos
+    # Per stage, the demo its last LLM call of the rollout yields (`example` is the rollout's last call's).
+    examples: list[FewShotExample] = Field(default_factory=list)
     reward: float | None = None
     judge_score: float | None = None
     judge_usage: Usage = Field(default_factory=Usage)  # included in `usage`
+
+    @property
+    def stage_examples(self) -> list[FewShotExample]:
+        """Every stage's demo; results recorded before `examples` existed carry only `example`."""
+        return self.examples or ([self.example] if self.example is not None else [])
 
     @property
     def policy_usage(self) -> Usage:

@@ -112,8 +112,8 @@ def _build_demo_pools(job: Job, outcomes: list[SeedOutcome]) -> int:
     """Per stage, the demo pool (rollouts scoring at least few_shot_score_threshold), the demo sets drawn
     from it, and (for a stage with no demo) a few failed answers for the proposer. Returns the demo count."""
     threshold = job.m.few_shot_score_threshold
-    good = [o.example for o in outcomes if o.example is not None and (o.score or 0.0) >= threshold]
-    failed = [o.example for o in outcomes if o.example is not None and (o.score or 0.0) < threshold]
+    good = [e for o in outcomes if (o.score or 0.0) >= threshold for e in o.stage_examples]
+    failed = [e for o in outcomes if o.score is not None and o.score < threshold for e in o.stage_examples]
     for i, stage in enumerate(job.stages):
         pool = [e for e in good if e.stage_id == stage.stage_id]
         job.s.demo_pool.append(pool)
@@ -128,7 +128,7 @@ def _build_demo_pools(job: Job, outcomes: list[SeedOutcome]) -> int:
 def _keep_reference_corpus(job: Job, outcomes: list[SeedOutcome]) -> None:
     """Per stage, the query parts of the inputs the reference rollouts captured (distinct, bounded): the
     corpus the meta-model is shown beside the demos. Their scores and answers are not used."""
-    inputs = [o.example for o in outcomes if o.example is not None]
+    inputs = [e for o in outcomes for e in o.stage_examples]
     for stage in job.stages:
         texts = [query_part(e.input)[:MAX_REFERENCE_CHARS] for e in inputs if e.stage_id == stage.stage_id]
         job.s.reference_inputs.append(

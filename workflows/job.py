@@ -188,6 +188,7 @@ class Job:
             spend_by_category={
                 "rollout": self.s.spend.rollout.cost_usd,
                 "proposal": self.s.spend.proposal.cost_usd,
+                "judge": self.s.spend.judge.cost_usd,
             },
             tokens=self.s.spend.total.total_tokens,
             elapsed_seconds=elapsed,
