@@ -48,13 +48,13 @@ class RolloutTarget(BaseModel):
             env_name=config.mipro.env_name,
             env_config=config.env_config_for(pool),
             policy=config.policy_for(pool),
-            policy_price=config.pricing.get(config.policy_for(pool).model),
+            policy_price=config.price_of(config.policy_for(pool).model),
             stages=config.stages(),
             prompt_template=template,
             rollout_timeout_seconds=config.mipro.rollout_timeout_seconds,
             rollout_retries=config.mipro.rollout_retries,
             judge=judge,
-            judge_price=config.pricing.get(judge.model) if judge else None,
+            judge_price=config.price_of(judge.model) if judge else None,
         )
 
 

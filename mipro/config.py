@@ -113,12 +113,27 @@ class PolicyConfig(BaseModel):
 
 
 class MetaModelConfig(Strict):
+    """The meta-model that proposes instructions; `provider` openai or groq without an `inference_url`
+    gets that provider's base URL and key variable, as the policy does."""
+
     model: str = Field(min_length=1)
-    provider: str = "openai"
+    provider: str = Field(default="openai", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     inference_url: str = Field(min_length=1)
     api_key_env: str | None = None
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("provider", "openai"), str):
+            return data
+        data = {**data, "provider": data.get("provider", "openai").strip().lower()}
+        if not data.get("inference_url") and data["provider"] in PROVIDER_DEFAULTS:
+            url, key_env = PROVIDER_DEFAULTS[data["provider"]]
+            data["inference_url"] = url
+            data.setdefault("api_key_env", key_env)
+        return data
 
 
 class TPEConfig(TPESettings):
@@ -498,12 +513,18 @@ class JobConfig(Strict):
             proxy = [self.proxy_models.model] if self.proxy_models else []
             judge = [self.judge.model] if self.judge and self.judge.enabled else []
             for model in (self.policy.model, self.mipro.meta.model, *proxy, *judge):
-                if model not in self.pricing:
+                if self.price_of(model) is None:
                     raise ValueError(
                         f"a USD budget is set but pricing has no entry for model {model!r}: add "
                         f'[prompt_learning.pricing."{model}"] input_per_mtok/output_per_mtok'
                     )
         return self
+
+    def price_of(self, model: str) -> Price | None:
+        """The price of `model`: this job's `pricing` entry, else the built-in default (mipro/pricing.py)."""
+        from mipro.pricing import price_for  # mipro.pricing builds on this module's Price
+
+        return price_for(model, self.pricing)
 
     def policy_for(self, pool: PoolName) -> PolicyConfig:
         """The policy of rollouts on `pool`: the proxy model's for the online pool when one is set."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from mipro.budget import price_usd
 from mipro.config import JobConfig
 from mipro.plan import rollout_plan
+from mipro.pricing import price_table
 from mipro.proposer.examples import MAX_INPUT_CHARS
 from mipro.proposer.meta_prompt import MAX_HISTORY_EACH_SIDE, ProposalContext, build_proposal_messages
 from mipro.proposer.profile import context_profile
@@ -198,11 +199,12 @@ def estimate_job(
     tokens_low = prompt_low + out_low + meta_prompt_low + meta_out_low
     tokens_high = prompt_high + out_high + meta_prompt_high + meta_out_high
     policy, meta = config.policy.model, m.meta.model
-    cost_low = price_usd(config.pricing, policy, round(prompt_low), out_low) + price_usd(
-        config.pricing, meta, round(meta_prompt_low), meta_out_low
+    prices = price_table(config.pricing)
+    cost_low = price_usd(prices, policy, round(prompt_low), out_low) + price_usd(
+        prices, meta, round(meta_prompt_low), meta_out_low
     )
-    cost_high = price_usd(config.pricing, policy, round(prompt_high), out_high) + price_usd(
-        config.pricing, meta, round(meta_prompt_high), meta_out_high
+    cost_high = price_usd(prices, policy, round(prompt_high), out_high) + price_usd(
+        prices, meta, round(meta_prompt_high), meta_out_high
     )
     capped: list[str] = []
     if term.max_spend_usd is not None and cost_high > term.max_spend_usd:

@@ -255,7 +255,9 @@ def _move_meta_keys(body: dict[str, Any], mipro: dict[str, Any]) -> None:
             meta.setdefault(key, mipro.pop(flat))
     if meta:
         policy = body.get("policy") if isinstance(body.get("policy"), dict) else {}
-        meta.setdefault("inference_url", policy.get("inference_url", ""))
+        same_provider = meta.get("provider", "openai") == policy.get("provider", "openai")
+        if policy.get("inference_url") and (same_provider or "provider" not in meta):
+            meta.setdefault("inference_url", policy["inference_url"])
         mipro["meta"] = meta
 
 

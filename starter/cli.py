@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     # add_help=False: `mipro worker --help` reaches worker.py's own parser, which lists its options.
     worker = sub.add_parser("worker", help="run a worker (Temporal worker + interceptor)", add_help=False)
     worker.add_argument("rest", nargs=argparse.REMAINDER)
+    llm = sub.add_parser(
+        "llm-server",
+        help="serve a real local LLM (SmolLM2-135M, llama.cpp; needs the local-llm extra)",
+        add_help=False,
+    )
+    llm.add_argument("rest", nargs=argparse.REMAINDER)
     start = sub.add_parser("start", help="validate a config and start a job")
     start.add_argument("config")
     start.add_argument(
@@ -467,8 +473,8 @@ def _run(argv: list[str]) -> int:
     """Parse `argv`, run the command; its exit code (one `error:` line for what a user meets)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command == "worker":
-        args.rest = argv[argv.index("worker") + 1 :]  # worker.py parses its own options (and --help)
+    if args.command in ("worker", "llm-server"):  # they parse their own options (and --help)
+        args.rest = argv[argv.index(args.command) + 1 :]
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(default="WARNING")  # `mipro worker` configures again: $MIPRO_LOG_LEVEL, else INFO
@@ -477,6 +483,10 @@ def _run(argv: list[str]) -> int:
             return _cmd_server(args)
         if args.command == "worker":
             return _cmd_worker(args)
+        if args.command == "llm-server":
+            from mipro import llm_server
+
+            return llm_server.main(args.rest)
         if args.command == "api":
             return _cmd_api(args)
         if args.command == "api-key":

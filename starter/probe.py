@@ -89,7 +89,7 @@ async def measure_baseline_prompt(
         base_url=policy.inference_url,
         model=policy.model,
         api_key=env.get(policy.api_key_env) if policy.api_key_env else None,
-        price=config.pricing.get(policy.model),
+        price=config.price_of(policy.model),
         timeout_seconds=timeout_seconds,
     )
     registry = Registry()

@@ -72,7 +72,7 @@ async def _propose_activity(job: Job, i: int, wanted: int, history: list[tuple[s
         ProposeInput(
             job_id=job.inp.job_id,
             meta=m.meta,
-            meta_price=job.cfg.pricing.get(m.meta.model),
+            meta_price=job.cfg.price_of(m.meta.model),
             stage=stage,
             task_description=s.task_description,
             demos=s.demo_pool[i][:MAX_PROPOSER_EXAMPLES],

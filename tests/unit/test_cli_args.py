@@ -289,3 +289,13 @@ def test_the_ui_link_follows_the_server_the_cli_talks_to(
     assert jobs.ui_base("acme.a1b2c.tmprl.cloud:7233") == "https://cloud.temporal.io"
     monkeypatch.setenv("MIPRO_TEMPORAL_UI_URL", "https://ui.example.org/")
     assert jobs.ui_link("pl_1") == "https://ui.example.org/namespaces/default/workflows/pl_1"
+
+
+def test_llm_server_hands_its_options_to_mipro_llm_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mipro import llm_server
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(llm_server, "main", lambda argv: seen.append(list(argv)) or 0)
+    with pytest.raises(SystemExit) as exited:
+        main(["llm-server", "--port", "8400", "--threads", "1"])
+    assert exited.value.code == 0 and seen == [["--port", "8400", "--threads", "1"]]

@@ -237,3 +237,17 @@ def test_proxy_models_are_the_online_pools_policy_and_need_a_price_under_a_usd_b
         "unset keys: the policy's"
     )
     assert {config.policy_for(p).model for p in ("bootstrap", "validation", "test")} == {config.policy.model}
+
+
+def test_the_reference_example_with_provider_urls_and_default_prices_needs_no_urls() -> None:
+    """Its §8.1 example: groq policy without inference_url, flat meta_model keys; a USD budget whose models
+    have built-in prices needs no pricing table."""
+    body = shipped(pricing=None)
+    body["policy"] = {"model": "openai/gpt-oss-20b", "provider": "groq", "temperature": 0.0}
+    meta = body["mipro"].pop("meta")
+    body["mipro"].update(meta_model="openai/gpt-oss-120b", meta_model_provider="groq")
+    assert meta["model"]
+    config = parse_config({"prompt_learning": body})
+    assert config.policy.inference_url == config.mipro.meta.inference_url == "https://api.groq.com/openai/v1"
+    assert config.mipro.meta.api_key_env == "GROQ_API_KEY"
+    assert config.price_of("openai/gpt-oss-120b") is not None and config.termination.max_spend_usd
