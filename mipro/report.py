@@ -336,7 +336,10 @@ def summary(r: OptimizationResult) -> str:
     table = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     cols = ["category", "calls", "prompt tokens", "completion tokens", "total tokens", "USD"]
     spend = header_row(cols) + usage_row("rollout (policy)", r.costs.rollout)
-    spend += usage_row("proposal (meta-model)", r.costs.proposal) + usage_row("total", r.costs.total)
+    spend += usage_row("proposal (meta-model)", r.costs.proposal)
+    if r.costs.judge.calls:
+        spend += usage_row("judge", r.costs.judge)
+    spend += usage_row("total", r.costs.total)
     return f"<h2>Summary</h2><table>{table}</table><h3>Tokens and spend</h3><table>{spend}</table>"
 
 

@@ -268,6 +268,11 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
         ("rollouts", f"{r.total_rollouts} ({r.rollout_errors} failed)"),
         ("policy tokens / cost", f"{r.costs.rollout.total_tokens} / ${r.costs.rollout.cost_usd:.4f}"),
         ("meta-model tokens / cost", f"{r.costs.proposal.total_tokens} / ${r.costs.proposal.cost_usd:.4f}"),
+        *(
+            [("judge tokens / cost", f"{r.costs.judge.total_tokens} / ${r.costs.judge.cost_usd:.4f}")]
+            if r.costs.judge.calls
+            else []
+        ),
         ("total cost", f"${r.costs.total.cost_usd:.4f}"),
         ("wall time (workflow)", f"{r.elapsed_seconds:.1f}s"),
     ]

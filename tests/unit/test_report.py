@@ -279,3 +279,16 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     assert len(set(pixels)) > 64, "screenshot has too few distinct values to contain text and charts"
     colored = sum(1 for r in rows for i in range(0, len(r), bpp) if abs(r[i] - r[i + 2]) > 60)
     assert colored > 500, "no colored chart marks found"
+
+
+def test_report_and_result_show_the_judges_spend_when_there_is_one() -> None:
+    from mipro.starter import render
+    from mipro.types import Usage
+
+    result = make_result()
+    assert ">judge<" not in render_report(result)
+    result.costs.add("judge", Usage(calls=3, prompt_tokens=300, completion_tokens=6, cost_usd=0.0123))
+    assert ">judge<" in render_report(result)
+    with render.console.capture() as shown:
+        render.print_result(result, "http://ui")
+    assert "judge tokens / cost" in shown.get() and "$0.0123" in shown.get()
