@@ -241,7 +241,7 @@ class MiproSettings(Strict):
     adaptive_pool: AdaptivePoolConfig = Field(default_factory=lambda: AdaptivePoolConfig(level="NONE"))
     bootstrap_train_seeds: list[int] = Field(min_length=1)
     online_pool: list[int] = Field(min_length=1)
-    val_seeds: list[int] = Field(min_length=1)
+    val_seeds: list[int] = Field(default_factory=list)  # empty: the online pool (the reference's default)
     test_pool: list[int] = Field(min_length=1)
     reference_pool: list[int] = Field(default_factory=list)
     meta: MetaModelConfig
@@ -340,6 +340,8 @@ class MiproSettings(Strict):
 
     @model_validator(mode="after")
     def _check_pools(self) -> MiproSettings:
+        if not self.val_seeds:
+            self.val_seeds = list(self.online_pool)
         held_out = set(self.test_pool)
         for name in ("bootstrap_train_seeds", "online_pool", "val_seeds"):
             overlap = held_out & set(getattr(self, name))

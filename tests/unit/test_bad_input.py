@@ -140,7 +140,7 @@ CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("no initial_prompt", drop("initial_prompt"), "prompt_learning.initial_prompt"),
     ("no task_app_url", drop("task_app_url"), "prompt_learning.task_app_url"),
     ("no meta", drop("mipro.meta"), "prompt_learning.mipro.meta"),
-    ("no val_seeds", drop("mipro.val_seeds"), "prompt_learning.mipro.val_seeds"),
+    ("no test_pool", drop("mipro.test_pool"), "prompt_learning.mipro.test_pool"),  # val_seeds may go: online
     ("no policy model", drop("policy.model"), "prompt_learning.policy.model"),
     ("empty everything", lambda b: b.clear(), "prompt_learning.mipro"),
     # negative and out-of-range numbers
@@ -160,7 +160,6 @@ CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("prior_weight inf", put("mipro.tpe.prior_weight", math.inf), "prompt_learning.mipro.tpe.prior_weight"),
     # empty and overlapping pools
     ("empty online_pool", put("mipro.online_pool", []), "prompt_learning.mipro.online_pool"),
-    ("empty val_seeds", put("mipro.val_seeds", []), "prompt_learning.mipro.val_seeds"),
     ("empty test_pool", put("mipro.test_pool", []), "prompt_learning.mipro.test_pool"),
     (
         "empty bootstrap",

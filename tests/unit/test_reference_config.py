@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +252,42 @@ def test_the_reference_example_with_provider_urls_and_default_prices_needs_no_ur
     assert config.policy.inference_url == config.mipro.meta.inference_url == "https://api.groq.com/openai/v1"
     assert config.mipro.meta.api_key_env == "GROQ_API_KEY"
     assert config.price_of("openai/gpt-oss-120b") is not None and config.termination.max_spend_usd
+
+
+REFERENCE_TOML = Path(__file__).resolve().parents[3] / "shared" / "research" / "synth_task_app.md"
+
+
+def synth_example() -> dict[str, Any]:
+    """synth-ai 0.2.24's examples/blog_posts/mipro/configs/banking77_mipro_local.toml, verbatim as quoted
+    in the research notes (§4.1)."""
+    text = REFERENCE_TOML.read_text().split("### 4.1 MIPRO example", 1)[1].split("```toml\n", 1)[1]
+    return tomllib.loads(text.split("```", 1)[0])
+
+
+def test_synth_ais_banking77_mipro_toml_fails_naming_each_unsupported_key_and_runs_without_them() -> None:
+    raw = synth_example()
+    with pytest.raises(MIPROConfigurationError) as info:
+        parse_config(raw)
+    assert {p[0] for p in info.value.problems} == {
+        "prompt_learning.mipro.demo",
+        "prompt_learning.mipro.grounding",
+        "prompt_learning.mipro.meta_update",
+    }
+    for table in ("demo", "grounding", "meta_update"):
+        del raw["prompt_learning"]["mipro"][table]
+    config = parse_config(raw)  # nothing else changed: not even the URLs (groq's are the defaults)
+    m = config.mipro
+    assert (m.num_iterations, m.batch_size, m.max_instructions, m.tpe.alpha, m.tpe.prior_weight) == (
+        5,
+        6,
+        3,
+        1.0,
+        0.05,
+    )
+    assert m.meta.model == "llama-3.3-70b-versatile" and m.meta.inference_url == config.policy.inference_url
+    assert m.reference_pool == list(range(50, 60)) and m.val_seeds == m.online_pool, (
+        "validation on the online pool"
+    )
+    assert config.env_config == {"pool": "train"} and config.policy.model_extra == {
+        "inference_mode": "synth_hosted"
+    }
