@@ -77,6 +77,9 @@ def job_config(task_app_url: str, llm_url: str, overrides: list[str] | None = No
             f'task_app_url="{task_app_url}"',
             f'policy.inference_url="{llm_url}/v1"',
             f'mipro.meta.inference_url="{llm_url}/v1"',
+            # Failed rollouts are re-run after short pauses (the shipped ~1 minute outlasts an app restart;
+            # tests that wait out an outage set their own): the same decisions, less waiting.
+            "mipro.rerun_delays_seconds=[0.2, 0.5]",
             *(overrides or []),
         ],
     )

@@ -33,7 +33,7 @@ from mipro.worker import WorkerOptions, running_worker
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes: CI skips it (pytest -m slow)
 
 GOOD = "Answer with the single best intent label; GOOD"
 

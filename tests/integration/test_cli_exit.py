@@ -30,7 +30,7 @@ from mipro.worker import WorkerOptions, running_worker
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, job_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes: CI skips it (pytest -m slow)
 RUNS = 24  # Ctrl-C runs; three at a time (the hang showed in 5 of 30 such runs before the fix)
 EXIT_DEADLINE_S = 120  # a read-only run not over by then hung (a clean one takes a few seconds)
 JOB_DEADLINE_S = 900  # a `--watch` run lasts as long as its job

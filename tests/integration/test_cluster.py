@@ -28,7 +28,7 @@ from tests.conftest import REPO, SMALL_JOB, job_config
 from tests.integration.test_faults import DevServer, progress_where, until
 from tests.integration.test_outages import decisions
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes: CI skips it (pytest -m slow)
 NAMESPACE = "mipro-cluster"
 
 

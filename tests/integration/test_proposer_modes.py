@@ -24,7 +24,7 @@ from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, SMALL_JOB
 from tests.unit.test_proposer_modes import FIXED, batch_size_asked, proposals, recording_meta_model, summaries
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes: CI skips it (pytest -m slow)
 
 SPEC_MD = """# Banking router spec
 
