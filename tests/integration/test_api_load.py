@@ -149,6 +149,7 @@ async def test_fifty_sse_clients_on_one_job_each_get_every_event_once_in_order(
         assert kinds[-1] == "end" and kinds.count("end") == 1
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_twenty_jobs_created_concurrently_are_all_served_and_all_finish(
     api_server: BackgroundServer, simllm: BackgroundServer, task_app: BackgroundServer
 ) -> None:

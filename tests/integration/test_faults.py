@@ -27,6 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -374,6 +375,7 @@ async def test_llm_faults_are_absorbed_by_the_interceptor_retries(
     assert comparable(result) == comparable(reference_result)
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_more_rollouts_in_flight_change_nothing(
     temporal_env: WorkflowEnvironment,
     simllm: BackgroundServer,
@@ -452,6 +454,7 @@ async def test_sigterm_mid_rollout_finishes_the_work_and_exits_0(
 # ---- 1d. SIGKILL at every kind of point ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_sigkill_at_bootstrap_mid_search_after_promotion_and_in_final_eval(
     temporal_env: WorkflowEnvironment,
     simllm: BackgroundServer,
@@ -537,6 +540,7 @@ async def test_sigkill_at_bootstrap_mid_search_after_promotion_and_in_final_eval
     assert comparable(result) == comparable(reference_result)
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_sigkill_during_proposal_recovers_promptly(
     temporal_env: WorkflowEnvironment,
     simllm: BackgroundServer,
@@ -649,6 +653,7 @@ class DevServer:
         return self.proc.returncode
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_dev_server_restart_mid_job_changes_nothing(
     simllm: BackgroundServer,
     task_app: BackgroundServer,

@@ -213,6 +213,7 @@ async def test_a_judge_scores_rollouts_without_a_reward_and_its_scores_drive_the
     )
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 @pytest.mark.parametrize("budget", ["max_spend_usd", "max_token_limit"])
 async def test_the_judges_spend_counts_under_the_budgets(
     temporal_env: WorkflowEnvironment,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -61,6 +62,7 @@ def assert_clean(result: OptimizationResult) -> None:
     assert result.best_test_score is not None and result.baseline_test_score is not None
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_twenty_concurrent_jobs_on_one_worker_give_their_alone_results(
     temporal_env: WorkflowEnvironment, simllm: BackgroundServer, task_app: BackgroundServer, task_queue: str
 ) -> None:

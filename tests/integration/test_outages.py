@@ -32,6 +32,7 @@ def decisions(result: OptimizationResult) -> dict:
     }
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_a_task_app_restarted_mid_job_is_waited_for_and_changes_nothing(
     temporal_env: WorkflowEnvironment,
     simllm: BackgroundServer,

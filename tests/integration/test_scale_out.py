@@ -8,6 +8,7 @@ import asyncio
 import signal
 import socket
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,6 +29,7 @@ async def activity_identities(handle: WorkflowHandle) -> set[str]:
     return identities
 
 
+@pytest.mark.slow  # minutes: CI skips it (pytest -m slow)
 async def test_a_worker_joins_and_another_leaves_mid_job(
     temporal_env: WorkflowEnvironment,
     simllm: BackgroundServer,
