@@ -247,7 +247,7 @@ class TaskAppActivities:
             healthy=True,
             task_info=task_info,
             data_source=data_source_of(_json(health), task_info),
-            simulated_llm=await self._simulated_llm(inp.policy_inference_url),
+            simulated_llm=await self._simulated_llm(inp.policy_inference_url, inp.policy_api_key_env),
         )
 
     async def _task_info(
@@ -263,13 +263,17 @@ class TaskAppActivities:
         body = _json(response) if response.status_code == 200 else None
         return body if isinstance(body, dict) else None
 
-    async def _simulated_llm(self, inference_url: str | None) -> bool | None:
+    async def _simulated_llm(self, inference_url: str | None, key_env: str | None = None) -> bool | None:
         """Whether the policy's LLM is the simulated one, from its /models answer; None when it cannot
         tell (no URL, no answer, or an answer that says neither). Never fails the health check."""
         if not inference_url:
             return None
         try:
-            response = await self.res.http.get(models_url(inference_url), timeout=MODELS_PROBE_TIMEOUT_S)
+            key = self.res.secret(key_env)
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            response = await self.res.http.get(
+                models_url(inference_url), headers=headers, timeout=MODELS_PROBE_TIMEOUT_S
+            )
         except (httpx.HTTPError, ValueError):  # ValueError: an unusable URL
             return None
         return simulated_llm_of(response)

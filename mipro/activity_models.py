@@ -68,6 +68,7 @@ class HealthCheckInput(BaseModel):
     pool_splits: dict[str, str | None] = Field(default_factory=dict)  # seed pool name -> its split, if set
     # The policy's OpenAI-compatible base URL: its /v1/models says whether it is the simulated LLM.
     policy_inference_url: str | None = None
+    policy_api_key_env: str | None = None  # the probe of /models sends the policy's key, as rollouts do
 
 
 class TaskAppInfo(BaseModel):

@@ -42,6 +42,7 @@ def health_check_input(job: Job) -> HealthCheckInput:
         split=_split(cfg.env_config),
         pool_splits={name: _split(cfg.env_config_for(pool)) for name, pool in POOLS.items()},
         policy_inference_url=cfg.policy.inference_url,
+        policy_api_key_env=cfg.policy.api_key_env,
     )
 
 
