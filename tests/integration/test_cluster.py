@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,7 +22,8 @@ from mipro.job_models import ActivityQueues, OptimizationResult
 from mipro.serving import BackgroundServer
 from mipro.starter import jobs
 from mipro.worker import connect
-from tests.conftest import REPO, SMALL_JOB, job_config
+from tests.conftest import SMALL_JOB, job_config
+from tests.integration.test_durability import start_worker_process
 from tests.integration.test_faults import DevServer, progress_where, until
 from tests.integration.test_outages import decisions
 
@@ -38,31 +37,6 @@ async def cluster_server(tmp_path: Path) -> AsyncIterator[DevServer]:
     await server.start()
     yield server
     await server.stop()
-
-
-async def start_worker(address: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "worker.py",
-            "--address",
-            address,
-            "--namespace",
-            NAMESPACE,
-            "--sticky-timeout",
-            "1",
-            *args,
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ),
-    )
-    assert proc.stdout is not None
-    line = await asyncio.to_thread(proc.stdout.readline)
-    assert line.strip() == "WORKER_READY", f"worker did not start: {line!r}"
-    return proc
 
 
 async def started_by(client: Client, job_id: str) -> dict[str, Counter[str]]:
@@ -87,11 +61,11 @@ async def test_split_task_queues_on_three_workers_spread_the_rollouts_and_surviv
     tag = uuid.uuid4().hex[:6]
     queue, rollouts, proposals = f"wf-{tag}", f"rollouts-{tag}", f"proposals-{tag}"
     address = cluster_server.address
-    splits = ["--task-queue", queue, "--rollout-task-queue", rollouts, "--proposal-task-queue", proposals]
+    splits = ["--namespace", NAMESPACE, "--rollout-task-queue", rollouts, "--proposal-task-queue", proposals]
     workers = [
-        await start_worker(address, *splits, "--serve", "workflows"),
-        await start_worker(address, *splits, "--serve", "rollouts,proposals"),
-        await start_worker(address, *splits, "--serve", "rollouts"),
+        await start_worker_process(address, queue, *splits, "--serve", "workflows"),
+        await start_worker_process(address, queue, *splits, "--serve", "rollouts,proposals"),
+        await start_worker_process(address, queue, *splits, "--serve", "rollouts"),
     ]
     try:
         client = await connect(address, NAMESPACE)

@@ -20,7 +20,8 @@ from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import REPO, SMALL_JOB, job_config
 
 
-async def start_worker_process(address: str, task_queue: str) -> subprocess.Popen[str]:
+async def start_worker_process(address: str, task_queue: str, *args: str) -> subprocess.Popen[str]:
+    """`python worker.py` on `task_queue` (more options in `args`), once it says WORKER_READY."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -31,6 +32,7 @@ async def start_worker_process(address: str, task_queue: str) -> subprocess.Pope
             task_queue,
             "--sticky-timeout",
             "1",
+            *args,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
