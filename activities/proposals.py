@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from dataclasses import dataclass, field
 
 import httpx
 import structlog
@@ -64,78 +65,92 @@ class ProposalActivities:
         tips: list[str],
         progress: dict[str, int],
     ) -> ProposeOutput:
-        settings, profile = inp.proposer, inp.proposer.context
-        per_batch = settings.instructions_per_batch
-        accepted: list[str] = []
-        usage, duplicates, failures = Usage(), 0, 0
-        summary, usage = await self._data_summary(inp, upstream, usage)
-        spec_text = (
-            render_spec(settings.spec, settings.spec_max_tokens) if settings.grounded_in_spec else None
-        )
-        # ceil(n / per_batch) calls ask for the n instructions; duplicate_retry_limit more may replace
-        # duplicates, unusable answers and batches that came back short.
-        calls = -(-inp.n // per_batch) + inp.duplicate_retry_limit if inp.n else 0
-        for index in range(calls):
-            if len(accepted) >= inp.n:
+        per_batch = inp.proposer.instructions_per_batch
+        summary, usage = await self._data_summary(inp, upstream, Usage())
+        tally = _Tally()
+        # ceil(n / per_batch) calls ask for the n instructions, all at once; then up to
+        # duplicate_retry_limit more, one at a time, replace duplicates, unusable answers and short batches.
+        first = -(-inp.n // per_batch) if inp.n else 0
+        plans: list[_CallPlan] = []
+        for index in range(first):
+            plan = self._plan(inp, summary, rng, tips, index, min(per_batch, inp.n - index * per_batch))
+            if not _fits(inp, usage.plus(_planned(plans)), plan):
                 break
-            progress.update(accepted=len(accepted), calls=index)
-            count = min(per_batch, inp.n - len(accepted))
-            call_tips = (
-                [rng.choice(tips) for _ in range(count)] if not settings.grounded_in_spec else ["none"]
-            )
-            ctx = ProposalContext(
-                task_description=inp.task_description,
-                baseline_instruction=inp.stage.baseline_instruction,
-                demos=inp.demos,
-                data_summary=summary,
-                tip=call_tips[0],
-                proposal_index=inp.seed * 1000 + index,
-                history=[ScoredInstruction(text=t, score=s) for t, s in inp.history],
-                failed_examples=inp.failed_examples,
-                max_examples=profile.demos,
-                mode="synth" if settings.grounded_in_spec else "dspy",
-                spec_text=spec_text,
-                metaprompt=settings.metaprompt if settings.grounded_in_spec else None,
-                stage_id=inp.stage.stage_id,
-                count=count,
-                batch_tips=call_tips if count > 1 and not settings.grounded_in_spec else [],
-                reference_inputs=inp.reference_inputs,
-                max_reference_inputs=profile.reference_inputs,
-                max_history_each_side=profile.history_each_side,
-                max_failed_examples=profile.failed_examples,
-                length_words=settings.length_words,
-            )
-            messages = build_proposal_messages(ctx)
-            max_tokens = settings.max_tokens(inp.meta.max_tokens, count)
-            if not _fits(inp, usage, messages, max_tokens):
-                log.warning("proposal_budget_reached", job_id=inp.job_id, accepted=len(accepted))
-                break
-            text, call_usage = await self._ask(upstream, inp, messages, max_tokens)
+            plans.append(plan)
+        progress.update(calls=len(plans))
+        answers = await asyncio.gather(*(self._ask(upstream, inp, p.messages, p.max_tokens) for p in plans))
+        for plan, (text, call_usage) in zip(plans, answers, strict=True):
             usage = usage.plus(call_usage)
-            try:
-                instructions = parse_instructions(text or "", count)
-            except ProposalParseError:
-                failures += 1
-                continue
-            for instruction in instructions:
-                if len(accepted) >= inp.n:
-                    break
-                if any(is_duplicate(instruction, other) for other in [*inp.existing, *accepted]):
-                    duplicates += 1
-                    continue
-                accepted.append(instruction)
+            tally.take(inp, plan.count, text)
+        budget_cut = len(plans) < first
+        retries = 0 if budget_cut else inp.duplicate_retry_limit
+        for index in range(first, first + retries):
+            if len(tally.accepted) >= inp.n:
+                break
+            progress.update(accepted=len(tally.accepted), calls=index)
+            plan = self._plan(inp, summary, rng, tips, index, min(per_batch, inp.n - len(tally.accepted)))
+            if not _fits(inp, usage, plan):
+                budget_cut = True
+                break
+            text, call_usage = await self._ask(upstream, inp, plan.messages, plan.max_tokens)
+            usage = usage.plus(call_usage)
+            tally.take(inp, plan.count, text)
+        if budget_cut:
+            log.warning("proposal_budget_reached", job_id=inp.job_id, accepted=len(tally.accepted))
         log.info(
             "proposed",
             job_id=inp.job_id,
             stage=inp.stage.stage_id,
-            mode=settings.mode,
-            accepted=len(accepted),
-            duplicates=duplicates,
-            failures=failures,
+            mode=inp.proposer.mode,
+            accepted=len(tally.accepted),
+            duplicates=tally.duplicates,
+            failures=tally.failures,
         )
         return ProposeOutput(
-            instructions=accepted, usage=usage, duplicates_rejected=duplicates, failures=failures
+            instructions=tally.accepted,
+            usage=usage,
+            duplicates_rejected=tally.duplicates,
+            failures=tally.failures,
         )
+
+    def _plan(
+        self,
+        inp: ProposeInput,
+        summary: str | None,
+        rng: random.Random,
+        tips: list[str],
+        index: int,
+        count: int,
+    ) -> _CallPlan:
+        """The messages of the index-th proposal call, asking for `count` instructions."""
+        settings, profile = inp.proposer, inp.proposer.context
+        grounded = settings.grounded_in_spec
+        call_tips = [rng.choice(tips) for _ in range(count)] if not grounded else ["none"]
+        ctx = ProposalContext(
+            task_description=inp.task_description,
+            baseline_instruction=inp.stage.baseline_instruction,
+            demos=inp.demos,
+            data_summary=summary,
+            tip=call_tips[0],
+            proposal_index=inp.seed * 1000 + index,
+            history=[ScoredInstruction(text=t, score=s) for t, s in inp.history],
+            failed_examples=inp.failed_examples,
+            max_examples=profile.demos,
+            mode="synth" if grounded else "dspy",
+            spec_text=render_spec(settings.spec, settings.spec_max_tokens) if grounded else None,
+            metaprompt=settings.metaprompt if grounded else None,
+            stage_id=inp.stage.stage_id,
+            count=count,
+            batch_tips=call_tips if count > 1 and not grounded else [],
+            reference_inputs=inp.reference_inputs,
+            max_reference_inputs=profile.reference_inputs,
+            max_history_each_side=profile.history_each_side,
+            max_failed_examples=profile.failed_examples,
+            length_words=settings.length_words,
+        )
+        messages = build_proposal_messages(ctx)
+        max_tokens = settings.max_tokens(inp.meta.max_tokens, count)
+        return _CallPlan(count=count, messages=messages, estimate=_estimate(inp, messages, max_tokens))
 
     async def _data_summary(
         self, inp: ProposeInput, upstream: Upstream, usage: Usage
@@ -146,7 +161,8 @@ class ProposalActivities:
         if inp.proposer.grounded_in_spec or not examples or not inp.demos or not inp.n:
             return None, usage
         messages = build_summary_messages(inp.demos, inp.task_description, max_examples=examples)
-        if not _fits(inp, usage, messages, inp.meta.max_tokens):
+        plan = _CallPlan(count=0, messages=messages, estimate=_estimate(inp, messages, inp.meta.max_tokens))
+        if not _fits(inp, usage, plan):
             return None, usage
         text, call_usage = await self._ask(upstream, inp, messages, inp.meta.max_tokens)
         summary = (text or "").strip()
@@ -178,11 +194,58 @@ class ProposalActivities:
         return answer["choices"][0]["message"].get("content"), usage
 
 
-def _fits(inp: ProposeInput, used: Usage, messages: list[dict], max_tokens: int) -> bool:
-    """Whether one more meta-model call, at a generous upper estimate, stays within the allowance."""
+@dataclass(frozen=True)
+class _CallPlan:
+    count: int  # instructions asked for
+    messages: list[dict]
+    estimate: Usage  # a generous upper estimate of the call's usage
+
+    @property
+    def max_tokens(self) -> int:
+        return self.estimate.completion_tokens
+
+
+@dataclass
+class _Tally:
+    """The instructions accepted so far, and what was turned away."""
+
+    accepted: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    failures: int = 0
+
+    def take(self, inp: ProposeInput, count: int, text: str | None) -> None:
+        try:
+            instructions = parse_instructions(text or "", count)
+        except ProposalParseError:
+            self.failures += 1
+            return
+        for instruction in instructions:
+            if len(self.accepted) >= inp.n:
+                return
+            if any(is_duplicate(instruction, other) for other in [*inp.existing, *self.accepted]):
+                self.duplicates += 1
+                continue
+            self.accepted.append(instruction)
+
+
+def _planned(plans: list[_CallPlan]) -> Usage:
+    total = Usage()
+    for plan in plans:
+        total = total.plus(plan.estimate)
+    return total
+
+
+def _estimate(inp: ProposeInput, messages: list[dict], max_tokens: int) -> Usage:
+    """One meta-model call at a generous upper estimate: 3 characters per prompt token, the full cap."""
     prompt = len(json.dumps(messages)) // 3
     pricing = {inp.meta.model: inp.meta_price} if inp.meta_price else {}
     cost = price_usd(pricing, inp.meta.model, prompt, max_tokens)
-    if inp.max_cost_usd is not None and used.cost_usd + cost > inp.max_cost_usd:
+    return Usage(calls=1, prompt_tokens=prompt, completion_tokens=max_tokens, cost_usd=cost)
+
+
+def _fits(inp: ProposeInput, used: Usage, plan: _CallPlan) -> bool:
+    """Whether one more meta-model call, at its upper estimate, stays within the allowance."""
+    total = used.plus(plan.estimate)
+    if inp.max_cost_usd is not None and total.cost_usd > inp.max_cost_usd:
         return False
-    return inp.max_tokens is None or used.total_tokens + prompt + max_tokens <= inp.max_tokens
+    return inp.max_tokens is None or total.total_tokens <= inp.max_tokens

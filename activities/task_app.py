@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -24,6 +25,9 @@ from temporalio.exceptions import ApplicationError
 
 from mipro.activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import (
+    BatchProgress,
+    EvaluateBatchInput,
+    EvaluateBatchOutput,
     EvaluateInput,
     EvaluateOutput,
     EvaluationProgress,
@@ -31,7 +35,7 @@ from mipro.activity_models import (
     TaskAppInfo,
 )
 from mipro.errors import FailureType, task_app_key_fix
-from mipro.interceptor.registry import CallRecord, Upstream
+from mipro.interceptor.registry import CallRecord, Registry, Upstream
 from mipro.judge import JudgeFailure, combine, judge_rollout, needs_judge, scores_without_reward
 from mipro.retry_after import retry_after_seconds
 from mipro.rollout_protocol import (
@@ -111,6 +115,32 @@ def resume_point(inp: EvaluateInput, heartbeat_details: Sequence[Any]) -> Evalua
     last = EvaluationProgress.model_validate(heartbeat_details[-1])
     log.info("evaluation_resumed", job_id=inp.job_id, trial=inp.label, done=len(last.finished))
     return last.next_attempt()
+
+
+def batch_resume_points(inp: EvaluateBatchInput) -> list[EvaluationProgress]:
+    """Where each item of this attempt starts: from scratch, or after the last heartbeat's record of it."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return [EvaluationProgress(label=item.label, total=len(item.seeds)) for item in inp.items]
+    last = BatchProgress.model_validate(details[-1])
+    log.info("batch_resumed", job_id=inp.job_id, label=inp.label, done=[p.done for p in last.items])
+    return [progress.next_attempt() for progress in last.items]
+
+
+@dataclass
+class _ItemRun:
+    """One evaluation in flight: its input, its progress, and the interceptor version serving it."""
+
+    inp: EvaluateInput
+    state: EvaluationProgress
+    version: str | None = None
+
+    def snapshot(self, registry: Registry) -> dict[str, Any]:
+        """The heartbeat's record of this evaluation (what it has committed, while its version lives)."""
+        if self.version is not None:
+            self.state.attempt_committed = registry.committed(self.version)
+        self.state.done = len(self.state.finished)
+        return self.state.model_dump(mode="json")
 
 
 def remaining_allowance(inp: EvaluateInput, spent: Usage) -> Usage | None | Literal["exhausted"]:
@@ -282,7 +312,38 @@ class TaskAppActivities:
     async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
         """Run the candidate on the seeds. A retried attempt resumes from the last heartbeat: finished seeds
         are not run again, and the allowance is what earlier attempts left of it."""
-        state = resume_point(inp, activity.info().heartbeat_details)
+        run = _ItemRun(inp, resume_point(inp, activity.info().heartbeat_details))
+        beat = asyncio.create_task(heartbeat_forever(lambda: run.snapshot(self.res.registry)))
+        try:
+            return await self._evaluate(run, asyncio.Semaphore(inp.concurrency))
+        finally:
+            beat.cancel()
+
+    @activity.defn(name="evaluate_candidates")
+    async def evaluate_candidates(self, inp: EvaluateBatchInput) -> EvaluateBatchOutput:
+        """Run several evaluations sharing `inp.concurrency` rollout slots (FIFO: a finished evaluation's
+        slots go to the next one's seeds at once), at most `inp.max_parallel` of them at a time. A retried
+        attempt resumes each item from the last heartbeat, as `evaluate_candidate` does."""
+        runs = [
+            _ItemRun(item, state) for item, state in zip(inp.items, batch_resume_points(inp), strict=True)
+        ]
+        rollouts, items = asyncio.Semaphore(inp.concurrency), asyncio.Semaphore(inp.max_parallel)
+
+        async def one(run: _ItemRun) -> EvaluateOutput:
+            async with items:
+                return await self._evaluate(run, rollouts)
+
+        def progress() -> dict[str, Any]:
+            return {"items": [run.snapshot(self.res.registry) for run in runs]}
+
+        beat = asyncio.create_task(heartbeat_forever(progress))
+        try:
+            return EvaluateBatchOutput(outputs=list(await asyncio.gather(*(one(run) for run in runs))))
+        finally:
+            beat.cancel()
+
+    async def _evaluate(self, run: _ItemRun, slots: asyncio.Semaphore) -> EvaluateOutput:
+        inp, state = run.inp, run.state
         finished = {o.seed for o in state.finished}
         todo = [seed for seed in inp.seeds if seed not in finished]
         allowance = remaining_allowance(inp, state.spent())
@@ -290,14 +351,14 @@ class TaskAppActivities:
             detail = "the allowance was spent by earlier attempts"
             new = [SeedOutcome(seed=s, error="budget", error_detail=detail) for s in todo]
         else:
-            new = await self._run_seeds(inp, todo, allowance, state)
+            new = await self._run_seeds(run, todo, allowance, slots)
         by_seed = {o.seed: o for o in [*state.finished, *new]}
         return EvaluateOutput(outcomes=[by_seed[s] for s in inp.seeds], lost_usage=state.lost)
 
     async def _run_seeds(
-        self, inp: EvaluateInput, seeds: list[int], allowance: Usage | None, state: EvaluationProgress
+        self, run: _ItemRun, seeds: list[int], allowance: Usage | None, slots: asyncio.Semaphore
     ) -> list[SeedOutcome]:
-        target = inp.target
+        inp, state, target = run.inp, run.state, run.inp.target
         upstream = Upstream(
             base_url=target.policy.inference_url,
             model=target.policy.model,
@@ -318,17 +379,10 @@ class TaskAppActivities:
         version = self.res.registry.register(
             inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
         )
-
-        def progress() -> dict[str, Any]:
-            state.attempt_committed = self.res.registry.committed(version)
-            state.done = len(state.finished)
-            return state.model_dump(mode="json")
-
-        beat = asyncio.create_task(heartbeat_forever(progress))
-        semaphore = asyncio.Semaphore(inp.concurrency)
+        run.version = version
 
         async def one(seed: int) -> SeedOutcome:
-            async with semaphore, self.res.rollout_slots:
+            async with slots, self.res.rollout_slots:
                 outcome = await self._rollout_with_retries(inp, version, seed, task_key, judge)
             state.finished.append(outcome)
             state.attempt_finished = state.attempt_finished.plus(outcome.usage)
@@ -338,7 +392,8 @@ class TaskAppActivities:
             with structlog.contextvars.bound_contextvars(job_id=inp.job_id, trial=inp.label):
                 return list(await asyncio.gather(*(one(s) for s in seeds)))
         finally:
-            beat.cancel()
+            run.snapshot(self.res.registry)  # the last committed usage, before the version is gone
+            run.version = None
             self.res.registry.unregister(version)
 
     async def _rollout_with_retries(

@@ -159,6 +159,21 @@ class SuggestOutput(BaseModel):
     configs: list[list[int]]
 
 
+class EvaluateBatchInput(BaseModel):
+    """Evaluations that run together in one activity and share `concurrency` rollout slots: when one
+    finishes, its slots go to the others at once, so no evaluation leaves slots idle in its last wave."""
+
+    job_id: str
+    label: str  # e.g. "iteration-0003"
+    items: list[EvaluateInput]  # each with its own target, candidate, seeds and allowance
+    concurrency: int = Field(ge=1)  # rollouts in flight over all items (the job's max_concurrent)
+    max_parallel: int = Field(ge=1)  # items whose rollouts may be in flight at once (max_parallel_trials)
+
+
+class EvaluateBatchOutput(BaseModel):
+    outputs: list[EvaluateOutput]  # in the order of `items`
+
+
 class EvaluationProgress(BaseModel):
     """An evaluation attempt's heartbeat: what is done and spent. A retried attempt resumes from it, so no
     finished seed runs twice and the budget allowance counts what earlier attempts spent."""
@@ -184,3 +199,9 @@ class EvaluationProgress(BaseModel):
         for outcome in self.finished:
             total = total.plus(outcome.usage)
         return total
+
+
+class BatchProgress(BaseModel):
+    """A batch evaluation attempt's heartbeat: each item's progress, in the order of the items."""
+
+    items: list[EvaluationProgress]

@@ -103,6 +103,8 @@ class JobState(BaseModel):
     runs: int = 1  # workflow runs so far (continue-as-new starts a new one)
     regenerated: list[int] = Field(default_factory=list)  # iterations at which instructions were re-proposed
     start_requested: bool = False  # a job created with auto_start = false waits for the `start` update
+    # A promotion is due: its validation runs beside the next iteration's trials (or alone after the last)
+    promotion_due: bool = False
 
 
 class ActivityQueues(BaseModel):

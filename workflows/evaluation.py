@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence, Sized
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -10,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from mipro.activities.task_app import TaskAppActivities
-    from mipro.activity_models import EvaluateInput, EvaluateOutput
+    from mipro.activity_models import EvaluateBatchInput, EvaluateInput, EvaluateOutput
     from mipro.budget import (
         HALTING_STOPS,
         EvaluationFit,
@@ -26,6 +28,18 @@ with workflow.unsafe.imports_passed_through():
 
 from mipro.workflows.job import RETRY, Job
 from mipro.workflows.task_app_health import wait_out_outage
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What to evaluate: a candidate on seeds of a pool (`capture`: keep good rollouts as demos)."""
+
+    label: str
+    candidate: CompiledCandidate
+    seeds: list[int]
+    pool: PoolName
+    capture: bool = False
+
 
 TRANSIENT_ERRORS = frozenset({"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"})
 
@@ -48,15 +62,40 @@ async def evaluate(
     evaluation (a promotion, a baseline block) uses all of it.
     """
     out = await _run_once(job, label, candidate, seeds, pool, capture, final, sharing)
-    # Failed rollouts run again after each pause of mipro.rerun_delays_seconds (about a minute in all:
-    # longer than an app restart), each after a health check that waits out an outage. A seed still
-    # failing after the last, with the app answering, fails for a reason of its own: it is an error, and
-    # later evaluations try it once instead of waiting for it again.
+    return await _rerun_failed(
+        job, EvaluationRequest(label, candidate, seeds, pool, capture), out, final, sharing
+    )
+
+
+async def evaluate_together(job: Job, label: str, requests: list[EvaluationRequest]) -> list[EvaluateOutput]:
+    """Several evaluations as one activity whose rollouts share `max_concurrent` slots, so one that
+    finishes hands its slots to the others at once (no per-evaluation tails); at most
+    `max_parallel_trials` of them have rollouts in flight at a time. Each is fitted to the budgets in
+    order (what fits of it runs), and its failed rollouts are run again as `evaluate` does."""
+    await job.gate()
+    prepared = [_prepare(job, r, final=False, concurrency=job.m.max_concurrent) for r in requests]
+    runnable = [p for p in prepared if not isinstance(p, EvaluateOutput)]
+    ran = iter(await _run_batch(job, label, runnable) if runnable else [])
+    outs = [p if isinstance(p, EvaluateOutput) else _checked(job, p[0].label, next(ran)) for p in prepared]
+    # Re-runs are small (the failed seeds); side by side they split max_concurrent.
+    sharing = len(requests)
+    reruns = (_rerun_failed(job, r, out, False, sharing) for r, out in zip(requests, outs, strict=True))
+    return list(await asyncio.gather(*reruns))
+
+
+async def _rerun_failed(
+    job: Job, request: EvaluationRequest, out: EvaluateOutput, final: bool, sharing: int
+) -> EvaluateOutput:
+    """Run the rollouts that failed on a transient error again, after each pause of
+    mipro.rerun_delays_seconds (about a minute in all: longer than an app restart), each after a health
+    check that waits out an outage. A seed still failing after the last, with the app answering, fails
+    for a reason of its own: it is an error, and later evaluations try it once instead of waiting again."""
+    label, pool = request.label, request.pool
     for rerun, delay in enumerate(job.m.rerun_delays_seconds, start=1):
         failed = [
             o for o in out.outcomes if o.error in TRANSIENT_ERRORS and not _known_bad(job, pool, o.seed)
         ]
-        if not failed or _halted(job, final):
+        if not out.ran or not failed or _halted(job, final):
             return out
         job.emit(
             "mipro.evaluation.rerun",
@@ -68,7 +107,14 @@ async def evaluate(
         if not await wait_out_outage(job) or _halted(job, final):
             return out
         again = await _run_once(
-            job, f"{label}-rerun{rerun}", candidate, [o.seed for o in failed], pool, capture, final, sharing
+            job,
+            f"{label}-rerun{rerun}",
+            request.candidate,
+            [o.seed for o in failed],
+            pool,
+            request.capture,
+            final,
+            sharing,
         )
         if not again.ran:
             return out
@@ -76,7 +122,8 @@ async def evaluate(
             job.s.spend.add("rollout", o.usage)
             job.s.counters.record_rerun(o.error)
         out = _merged(out, again)
-    _remember_bad_seeds(job, label, pool, out)
+    if out.ran:
+        _remember_bad_seeds(job, label, pool, out)
     return out
 
 
@@ -123,49 +170,97 @@ async def _run_once(
     sharing: int,
 ) -> EvaluateOutput:
     await job.gate()
-    if _halted(job, final):
-        return EvaluateOutput(outcomes=[], halted=True)
-    fit = _fit(job, candidate, len(seeds), final)
-    if fit.seeds == 0:
-        job.stop(budget_name(job.cfg.termination, job.s.spend))
-        return EvaluateOutput(outcomes=[], skipped_for_budget=True)
-    seeds = seeds[: fit.seeds]
-    m = job.m
-    concurrency = max(1, m.max_concurrent // sharing)
-    waves = -(-len(seeds) // concurrency)
-    allowance = fit.allowance or Usage()
+    concurrency = max(1, job.m.max_concurrent // sharing)
+    prepared = _prepare(job, EvaluationRequest(label, candidate, seeds, pool, capture), final, concurrency)
+    if isinstance(prepared, EvaluateOutput):
+        return prepared
+    inp, allowance = prepared
     job.evaluations_in_flight += 1
-    job.reserved = job.reserved.plus(allowance)
     try:
         out = await workflow.execute_activity_method(
             TaskAppActivities.evaluate_candidate,
-            EvaluateInput(
-                job_id=job.inp.job_id,
-                label=label,
-                target=job.target(pool),
-                candidate=candidate,
-                seeds=seeds,
-                concurrency=concurrency,
-                capture_examples=capture,
-                max_cost_usd=fit.allowance.cost_usd if fit.allowance else None,
-                max_tokens=fit.allowance.total_tokens if fit.allowance else None,
-            ),
-            start_to_close_timeout=timedelta(
-                seconds=60 + waves * m.rollout_timeout_seconds * (m.rollout_retries + 1)
-            ),
+            inp,
+            start_to_close_timeout=_timeout(job, len(inp.seeds), concurrency),
             # Heartbeats reach the server every 2 s; the slack absorbs a loaded server or worker.
             heartbeat_timeout=timedelta(seconds=15),
             retry_policy=RETRY,
             task_queue=job.inp.task_queues.rollouts,
-            summary=f"{label}: {len(seeds)} seeds",
+            summary=f"{label}: {len(inp.seeds)} seeds",
         )
-        _count_lost_attempts(job, label, out)
-        if job.m.transform_strict:
-            _fail_on_transform_errors(label, out)
-        return out
+        return _checked(job, label, out)
     finally:
         job.evaluations_in_flight -= 1
         job.reserved = job.reserved.minus(allowance)
+
+
+async def _run_batch(
+    job: Job, label: str, prepared: list[tuple[EvaluateInput, Usage]]
+) -> list[EvaluateOutput]:
+    """One `evaluate_candidates` activity; the allowances were reserved by `_prepare` and are released."""
+    items = [item for item, _ in prepared]
+    m = job.m
+    job.evaluations_in_flight += len(items)
+    try:
+        out = await workflow.execute_activity_method(
+            TaskAppActivities.evaluate_candidates,
+            EvaluateBatchInput(
+                job_id=job.inp.job_id,
+                label=label,
+                items=items,
+                concurrency=m.max_concurrent,
+                max_parallel=m.max_parallel_trials,
+            ),
+            start_to_close_timeout=_timeout(job, sum(len(i.seeds) for i in items), m.max_concurrent),
+            heartbeat_timeout=timedelta(seconds=15),
+            retry_policy=RETRY,
+            task_queue=job.inp.task_queues.rollouts,
+            summary=f"{label}: " + ", ".join(f"{i.label} ({len(i.seeds)})" for i in items),
+        )
+        return out.outputs
+    finally:
+        job.evaluations_in_flight -= len(items)
+        for _, allowance in prepared:
+            job.reserved = job.reserved.minus(allowance)
+
+
+def _prepare(
+    job: Job, request: EvaluationRequest, final: bool, concurrency: int
+) -> tuple[EvaluateInput, Usage] | EvaluateOutput:
+    """The activity input of an evaluation, shrunk to what fits the budgets, and its allowance (reserved
+    here, released by the caller when the evaluation is done); or the output of one that cannot run."""
+    if _halted(job, final):
+        return EvaluateOutput(outcomes=[], halted=True)
+    fit = _fit(job, request.candidate, len(request.seeds), final)
+    if fit.seeds == 0:
+        job.stop(budget_name(job.cfg.termination, job.s.spend))
+        return EvaluateOutput(outcomes=[], skipped_for_budget=True)
+    allowance = fit.allowance or Usage()
+    job.reserved = job.reserved.plus(allowance)
+    inp = EvaluateInput(
+        job_id=job.inp.job_id,
+        label=request.label,
+        target=job.target(request.pool),
+        candidate=request.candidate,
+        seeds=request.seeds[: fit.seeds],
+        concurrency=concurrency,
+        capture_examples=request.capture,
+        max_cost_usd=fit.allowance.cost_usd if fit.allowance else None,
+        max_tokens=fit.allowance.total_tokens if fit.allowance else None,
+    )
+    return inp, allowance
+
+
+def _timeout(job: Job, seeds: int, concurrency: int) -> timedelta:
+    m = job.m
+    waves = -(-seeds // concurrency)
+    return timedelta(seconds=60 + waves * m.rollout_timeout_seconds * (m.rollout_retries + 1))
+
+
+def _checked(job: Job, label: str, out: EvaluateOutput) -> EvaluateOutput:
+    _count_lost_attempts(job, label, out)
+    if job.m.transform_strict:
+        _fail_on_transform_errors(label, out)
+    return out
 
 
 def _fit(job: Job, candidate: CompiledCandidate, seeds: int, final: bool) -> EvaluationFit:

@@ -7,24 +7,45 @@ unvalidated and is tried again at the next promotion).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
+    from mipro.activity_models import EvaluateOutput
     from mipro.job_models import CandidateSummary, ValidationRecord
     from mipro.results import mean
     from mipro.types import SeedOutcome
 
-from mipro.workflows.evaluation import evaluate
+from mipro.workflows.evaluation import EvaluationRequest, evaluate
 from mipro.workflows.job import Job
 
 
 async def promote(job: Job) -> None:
-    s = job.s
-    top = decide.leader(job.summaries(), s.validation, job.m.batch_size)
+    """Validate the leader now (alone), and decide."""
+    pending = promotion_request(job)
+    if pending is not None:
+        top, request = pending
+        out = await evaluate(job, request.label, request.candidate, request.seeds, request.pool)
+        await conclude_promotion(job, top, out)
+
+
+def promotion_request(
+    job: Job, busy: Collection[str] = ()
+) -> tuple[CandidateSummary, EvaluationRequest] | None:
+    """The leader (not validated, not in `busy`) and its evaluation on the validation seeds; None: no
+    candidate is promising."""
+    top = decide.leader(job.summaries(), [*job.s.validation, *busy], job.m.batch_size)
     if top is None:
-        return
-    out = await evaluate(job, _label(top.key), job.compile(top.choice), job.m.val_seeds, "validation")
+        return None
+    request = EvaluationRequest(_label(top.key), job.compile(top.choice), job.m.val_seeds, "validation")
+    return top, request
+
+
+async def conclude_promotion(job: Job, top: CandidateSummary, out: EvaluateOutput) -> None:
+    """Record the leader's validation and make it the best candidate if it beats the incumbent there."""
+    s = job.s
     job.account(out.outcomes)
     if not out.ran:
         return

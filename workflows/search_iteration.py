@@ -3,7 +3,6 @@ baseline on the same seeds; a promotion every `validate_every_iterations`, and o
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,19 +13,22 @@ with workflow.unsafe.imports_passed_through():
     from mipro.activities.search import suggest_candidates
     from mipro.activity_models import EvaluateOutput, SuggestInput
     from mipro.budget import HALTING_STOPS
-    from mipro.job_models import TrialRecord
     from mipro.minibatches import minibatch_blocks
-    from mipro.results import lift_stats, mean
     from mipro.types import CandidateChoice
 
-from mipro.workflows.evaluation import evaluate
+from mipro.workflows.evaluation import EvaluationRequest, evaluate_together
 from mipro.workflows.job import RETRY, Job
-from mipro.workflows.promotion import promote
+from mipro.workflows.promotion import conclude_promotion, promote, promotion_request
 from mipro.workflows.proposal import regenerate
+from mipro.workflows.trials import record_trial, trial_requests
+from mipro.workflows.unbatched_iteration import ensure_baseline_on, run_trials
 
 FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
 REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
 ADAPTIVE_POOL_PATCH = "adaptive-pool"  # runs recorded before it cut the online pool in fixed blocks only
+# Runs recorded before it ran an iteration as several activities (the baseline's block, each trial, the
+# promotion after the trials) and the TPE as a regular activity.
+BATCHED_PATCH = "one-activity-per-iteration"
 
 
 async def search(job: Job) -> None:
@@ -34,6 +36,7 @@ async def search(job: Job) -> None:
     blocks = minibatch_blocks(m.online_pool, m.batch_size, m.seed)
     # Only a configured level asks for the patch: a NONE job's commands stay exactly what they were.
     adaptive = m.adaptive_pool.level != "NONE" and workflow.patched(ADAPTIVE_POOL_PATCH)
+    batched = workflow.patched(BATCHED_PATCH)
     while s.iteration < m.num_iterations and s.stop_reason is None:
         await job.gate()
         if job.check_termination():
@@ -41,20 +44,71 @@ async def search(job: Job) -> None:
         if s.iteration in m.generate_at_iterations and s.iteration not in s.regenerated:
             await regenerate(job)
         seeds = _adaptive_seeds(job, blocks) if adaptive else blocks[s.iteration % len(blocks)]
-        await _ensure_baseline_on(job, seeds)
-        choices = await _suggest(job)
-        if not choices:
+        ran = await (_batched_iteration(job, seeds) if batched else _iteration(job, seeds))
+        if not ran:
             s.stop_reason = "search_space_exhausted"
             break
-        await _run_trials(job, choices, seeds)
         s.iteration += 1
         if s.iteration % m.validate_every_iterations == 0:
-            await promote(job)
+            if batched:
+                s.promotion_due = True  # validated beside the next iteration's trials
+            else:
+                await promote(job)
         job.update_details()
         job.upsert_search_attributes()
         await job.continue_as_new_if_due()
     if s.stop_reason not in HALTING_STOPS:  # the last iterations' leader, unless the job was stopped
+        if s.promotion_due:
+            s.promotion_due = False
+            await promote(job)
         await promote(job)
+
+
+async def _iteration(job: Job, seeds: list[int]) -> bool:
+    """An iteration as runs recorded before BATCHED_PATCH ran it: the baseline's block, the TPE, then the
+    trials, each its own activity. False: the search space is exhausted."""
+    await ensure_baseline_on(job, seeds)
+    choices = await _suggest(job)
+    if choices:
+        await run_trials(job, choices, seeds)
+    return bool(choices)
+
+
+async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
+    """One activity for the whole iteration: the baseline on the block's new seeds, the trials, and the
+    validation of the leader when a promotion is due, sharing the job's rollout slots. False: the search
+    space is exhausted."""
+    s = job.s
+    promotion = promotion_request(job) if s.promotion_due else None
+    s.promotion_due = False
+    busy = [promotion[0].key] if promotion else []
+    choices = await _suggest(job, busy=busy, local=True)
+    if not choices:
+        return False
+    requests, trials = trial_requests(job, choices, seeds)
+    baseline = job.compile(job.baseline)
+    missing = [x for x in seeds if x not in s.online_cache.get(baseline.content_hash, {})]
+    if missing:
+        requests.insert(0, EvaluationRequest(f"baseline-i{s.iteration:04d}", baseline, missing, "online"))
+    if promotion:
+        requests.append(promotion[1])
+    results = await evaluate_together(job, _label(job), requests)
+    outs = dict(zip([r.label for r in requests], results, strict=True))
+    if missing:
+        out = outs[requests[0].label]
+        job.account(out.outcomes)
+        job.cache(baseline.content_hash, out.outcomes)
+    for choice, label in trials:
+        out = outs[label] if label in outs else EvaluateOutput(outcomes=[])  # nothing new to run
+        if out.ran:
+            record_trial(job, choice, seeds, out)
+    if promotion:
+        await conclude_promotion(job, promotion[0], outs[promotion[1].label])
+    return True
+
+
+def _label(job: Job) -> str:
+    return f"iteration-{job.s.iteration:04d}"
 
 
 def _adaptive_seeds(job: Job, blocks: list[list[int]]) -> list[int]:
@@ -87,17 +141,7 @@ def _adaptive_seeds(job: Job, blocks: list[list[int]]) -> list[int]:
     return choice.seeds
 
 
-async def _ensure_baseline_on(job: Job, seeds: list[int]) -> None:
-    baseline = job.compile(job.baseline)
-    cached = job.s.online_cache.get(baseline.content_hash, {})
-    missing = [s for s in seeds if s not in cached]
-    if missing:
-        out = await evaluate(job, f"baseline-i{job.s.iteration:04d}", baseline, missing, "online")
-        job.account(out.outcomes)
-        job.cache(baseline.content_hash, out.outcomes)
-
-
-async def _suggest(job: Job) -> list[CandidateChoice]:
+async def _suggest(job: Job, busy: list[str] | None = None, local: bool = False) -> list[CandidateChoice]:
     """This iteration's choices: the informative first picks, the TPE's, the leader when a re-run is due."""
     k = job.m.num_evaluations_per_iteration
     seeded: list[CandidateChoice] = []
@@ -109,13 +153,14 @@ async def _suggest(job: Job) -> list[CandidateChoice]:
         seeded = decide.informative_choices(job.s.instructions, job.s.demo_sets, untried)[:k]
     if len(seeded) == k:
         return seeded
-    rerun = _leader_to_rerun(job, k - len(seeded))
+    rerun = _leader_to_rerun(job, k - len(seeded), busy or [])
     wanted = k - len(seeded) - len(rerun)
-    fresh = await _tpe_suggest(job, wanted, exclude=[c.as_params() for c in seeded]) if wanted else []
+    exclude = [c.as_params() for c in seeded]
+    fresh = await _tpe_suggest(job, wanted, exclude, local) if wanted else []
     return seeded + fresh + rerun
 
 
-def _leader_to_rerun(job: Job, slots: int) -> list[CandidateChoice]:
+def _leader_to_rerun(job: Job, slots: int, busy: list[str]) -> list[CandidateChoice]:
     """[the leader] when one of this iteration's trial numbers is a multiple of `reevaluate_every_trials`.
 
     A candidate is promoted on its minibatch lift; the best of many noisy lifts is often luck. Running the
@@ -126,92 +171,29 @@ def _leader_to_rerun(job: Job, slots: int) -> list[CandidateChoice]:
         return []
     if not workflow.patched(REEVALUATE_PATCH):
         return []
-    top = decide.leader(job.summaries(), job.s.validation, job.m.batch_size)
+    top = decide.leader(job.summaries(), [*job.s.validation, *busy], job.m.batch_size)
     return [top.choice] if top is not None else []
 
 
-async def _tpe_suggest(job: Job, k: int, exclude: list[list[int]]) -> list[CandidateChoice]:
-    out = await workflow.execute_activity(
-        suggest_candidates,
-        SuggestInput(
-            space=decide.search_space(job.s.instructions, job.s.demo_sets),
-            history=decide.tpe_history(job.summaries(), job.baseline.key),
-            tpe=job.m.tpe,
-            seed=(job.m.seed * 1_000_003 + job.s.iteration) % 2**31,
-            k=k,
-            exclude=exclude,
-        ),
-        start_to_close_timeout=timedelta(seconds=60),
-        retry_policy=RETRY,
-        summary=f"TPE suggestions for iteration {job.s.iteration}",
+async def _tpe_suggest(job: Job, k: int, exclude: list[list[int]], local: bool) -> list[CandidateChoice]:
+    """The TPE's k picks. `local`: as a local activity (no round trip through the server's task queue;
+    it is a pure function of its input, so any workflow worker can run it)."""
+    inp = SuggestInput(
+        space=decide.search_space(job.s.instructions, job.s.demo_sets),
+        history=decide.tpe_history(job.summaries(), job.baseline.key),
+        tpe=job.m.tpe,
+        seed=(job.m.seed * 1_000_003 + job.s.iteration) % 2**31,
+        k=k,
+        exclude=exclude,
     )
+    timeout = timedelta(seconds=60)
+    summary = f"TPE suggestions for iteration {job.s.iteration}"
+    if local:
+        out = await workflow.execute_local_activity(
+            suggest_candidates, inp, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary
+        )
+    else:
+        out = await workflow.execute_activity(
+            suggest_candidates, inp, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary
+        )
     return [CandidateChoice(instruction=p[0::2], demo_set=p[1::2]) for p in out.configs]
-
-
-async def _run_trials(job: Job, choices: list[CandidateChoice], seeds: list[int]) -> None:
-    slots = asyncio.Semaphore(job.m.max_parallel_trials)
-    first_trial = len(job.s.trials)
-
-    async def trial(index: int, choice: CandidateChoice) -> EvaluateOutput | None:
-        async with slots:
-            await job.gate()
-            if job.s.stop_reason is not None or job.check_termination(planned=index):
-                return None
-            job.emit(
-                "mipro.trial.started",
-                f"trial {first_trial + index}",
-                {"iteration": job.s.iteration, "trial": first_trial + index, "candidate": choice.key},
-            )
-            candidate = job.compile(choice)
-            cached = job.s.online_cache.get(candidate.content_hash, {})
-            todo = [s for s in seeds if s not in cached]
-            if not todo:
-                return EvaluateOutput(outcomes=[])
-            sharing = min(len(choices), job.m.max_parallel_trials)
-            return await evaluate(
-                job, f"trial-{first_trial + index:04d}", candidate, todo, "online", sharing=sharing
-            )
-
-    outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
-    for choice, out in zip(choices, outs, strict=True):
-        if out is not None and out.ran:
-            _record_trial(job, choice, seeds, out)
-
-
-def _record_trial(job: Job, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:
-    candidate = job.compile(choice)
-    job.account(out.outcomes)
-    job.cache(candidate.content_hash, out.outcomes)
-    job.s.counters.trials += 1
-    cache = job.s.online_cache.get(candidate.content_hash, {})
-    base = job.s.online_cache.get(job.baseline_hash(), {})
-    score = mean([cache[s] for s in seeds if s in cache])
-    lift, n = lift_stats(cache, base, seeds)
-    record = TrialRecord(
-        trial=len(job.s.trials),
-        iteration=job.s.iteration,
-        choice=choice,
-        candidate_hash=candidate.content_hash,
-        seeds=seeds,
-        minibatch_score=score,
-        paired_lift=lift,
-        n=n,
-        errors=sum(1 for o in out.outcomes if not o.ok),
-        elapsed_seconds=job.elapsed(),
-        spend_usd=job.s.spend.total.cost_usd,
-    )
-    job.s.trials.append(record)
-    job.emit(
-        "mipro.trial.complete",
-        f"trial {record.trial}: minibatch {score}",
-        {
-            "iteration": record.iteration,
-            "trial": record.trial,
-            "minibatch_score": score,
-            "paired_lift": lift,
-            "num_seeds": len(seeds),
-            "errors": record.errors,
-            "candidate": choice.key,
-        },
-    )
-    job.check_termination()

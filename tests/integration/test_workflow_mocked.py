@@ -18,6 +18,8 @@ from temporalio.worker import Worker
 
 from mipro.activities.search import suggest_candidates
 from mipro.activity_models import (
+    EvaluateBatchInput,
+    EvaluateBatchOutput,
     EvaluateInput,
     EvaluateOutput,
     HealthCheckInput,
@@ -50,6 +52,7 @@ def score_of(instruction: str, seed: int) -> float:
 @dataclass
 class FakeActivities:
     evaluations: list[EvaluateInput] = field(default_factory=list)
+    batches: list[EvaluateBatchInput] = field(default_factory=list)
     health_checks: list[HealthCheckInput] = field(default_factory=list)
     proposals: list[ProposeInput] = field(default_factory=list)
     failing_labels: tuple[str, ...] = ()  # evaluations whose label starts with one of these fail
@@ -91,6 +94,11 @@ class FakeActivities:
             outcomes.append(SeedOutcome(seed=seed, score=score, usage=usage, example=example))
         return EvaluateOutput(outcomes=outcomes)
 
+    @activity.defn(name="evaluate_candidates")
+    async def evaluate_candidates(self, inp: EvaluateBatchInput) -> EvaluateBatchOutput:
+        self.batches.append(inp)
+        return EvaluateBatchOutput(outputs=[await self.evaluate_candidate(item) for item in inp.items])
+
     @activity.defn(name="propose_instructions")
     async def propose_instructions(self, inp: ProposeInput) -> ProposeOutput:
         self.proposals.append(inp)
@@ -107,6 +115,7 @@ async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[
     activities = [
         fakes.check_task_app,
         fakes.evaluate_candidate,
+        fakes.evaluate_candidates,
         fakes.propose_instructions,
         suggest_candidates,
     ]
@@ -313,6 +322,7 @@ async def test_re_proposal_is_grounded_in_the_scores_grows_the_space_and_keeps_t
     activities = [
         fakes.check_task_app,
         fakes.evaluate_candidate,
+        fakes.evaluate_candidates,
         fakes.propose_instructions,
         recording_suggest,
     ]
@@ -335,3 +345,38 @@ async def test_re_proposal_is_grounded_in_the_scores_grows_the_space_and_keeps_t
     assert before and after, "suggestions before and after the re-proposal"
     kept = {tuple(p) for p, _, _ in before[-1].history}
     assert kept <= {tuple(p) for p, _, _ in after[0].history}, "the TPE keeps its observations"
+
+
+async def test_an_iteration_is_one_activity_holding_its_baseline_trials_and_the_due_validation(
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
+) -> None:
+    task_queue, fakes = fake_worker
+    config = fake_config("mipro.validate_every_iterations=1")
+    handle = await jobs.start_job(temporal_env.client, config, task_queue=task_queue)
+    result = await handle.result()
+
+    assert result.status == "succeeded" and result.total_trials > 0
+    batches = [[item.label for item in batch.items] for batch in fakes.batches]
+    assert [b.label for b in fakes.batches] == [f"iteration-{i:04d}" for i in range(len(batches))]
+    assert all(b.concurrency == config.mipro.max_concurrent for b in fakes.batches)
+    assert all(b.max_parallel == config.mipro.max_parallel_trials for b in fakes.batches)
+    trials_in_batches = [label for labels in batches for label in labels if label.startswith("trial-")]
+    assert trials_in_batches == [f"trial-{t:04d}" for t in range(len(trials_in_batches))]
+    assert len(trials_in_batches) <= result.total_trials, "a trial whose seeds were all scored needs none"
+    assert all(labels[0].startswith("baseline-i") for labels in batches), "each block is new to the baseline"
+    # A promotion due after an iteration is validated beside the next iteration's trials (the last one's
+    # alone, after the search): the validations of the first iterations' leaders ride along.
+    riding = [label for labels in batches[1:] for label in labels if label.startswith("val-")]
+    alone = [e.label for e in fakes.evaluations if e.label.startswith("val-") and e.label not in riding]
+    assert riding, "no validation ran beside an iteration's trials"
+    assert len(alone) <= 2, f"validations run alone: {alone} (after the search: the pending one, the last)"
+    assert len(result.validations) == len(riding) + len(alone)
+    # The TPE ran as a local activity: no activity task for it on the server's queues.
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "suggest_candidates" not in scheduled and "evaluate_candidates" in scheduled
+    assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)

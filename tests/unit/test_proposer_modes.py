@@ -6,6 +6,7 @@ the real proposal activity against the simulated meta-model (in process, every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
@@ -378,3 +379,39 @@ def test_synth_mode_shows_the_spec_and_the_reference_corpus() -> None:
         assert user.count("<example index=") == min(EFFORT["HIGH"].demos, len(EXAMPLES))
         assert (call["temperature"], call["max_tokens"]) == (1.0, 256)
         assert "- is at most 60 words long." in call["messages"][0]["content"]
+
+
+def test_the_calls_of_a_proposal_round_run_at_once() -> None:
+    """The first ceil(n / instructions_per_batch) calls are in flight together; a meta-model that answers
+    only once all four are in (or after 10 s) sees four at once. Sequential calls would peak at one."""
+    calls: list[dict[str, Any]] = []
+    inner = recording_meta_model(calls)
+    seen = {"in_flight": 0, "peak": 0}
+    all_in = asyncio.Event()
+
+    async def barrier(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen["in_flight"] += 1
+        seen["peak"] = max(seen["peak"], seen["in_flight"])
+        if seen["in_flight"] >= 4:
+            all_in.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_in.wait(), 10)
+            await inner(scope, receive, send)
+        finally:
+            seen["in_flight"] -= 1
+
+    async def go() -> ProposeOutput:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=barrier)) as http:
+            resources = WorkerResources(
+                registry=None,  # type: ignore[arg-type]  # the proposal activity never uses it
+                interceptor_url="",
+                http=http,
+                rollout_slots=asyncio.Semaphore(1),
+            )
+            inp = propose_input(n=4, effort="LOW_CONTEXT")  # no data summary call before the round
+            return await ActivityEnvironment().run(ProposalActivities(resources).propose_instructions, inp)
+
+    out = asyncio.run(go())
+    assert seen["peak"] == 4, f"{seen['peak']} meta-model calls in flight at most"
+    assert len(out.instructions) == 4 and len(proposals(calls)) == 4

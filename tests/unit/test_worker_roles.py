@@ -15,6 +15,8 @@ from mipro.activities.task_app import TaskAppActivities
 from mipro.interceptor.registry import Registry
 from mipro.worker import WorkerOptions, activities_by_queue, roles
 
+ROLLOUT_ACTIVITIES = ["check_task_app", "evaluate_candidate", "evaluate_candidates"]
+
 
 def names(plan: dict[str, list]) -> dict[str, list[str]]:
     return {queue: sorted(fn.__name__ for fn in fns) for queue, fns in plan.items()}
@@ -32,7 +34,15 @@ def plan_for(opts: WorkerOptions) -> dict[str, list[str]]:
 
 def test_one_worker_serves_everything_on_its_queue_by_default() -> None:
     assert plan_for(WorkerOptions(task_queue="q")) == {
-        "q": sorted(["suggest_candidates", "check_task_app", "evaluate_candidate", "propose_instructions"])
+        "q": sorted(
+            [
+                "suggest_candidates",
+                "check_task_app",
+                "evaluate_candidate",
+                "evaluate_candidates",
+                "propose_instructions",
+            ]
+        )
     }
 
 
@@ -40,11 +50,11 @@ def test_split_queues_put_each_kind_of_activity_on_its_own_queue() -> None:
     opts = WorkerOptions(task_queue="q", rollout_task_queue="r", proposal_task_queue="p")
     assert plan_for(opts) == {
         "q": [suggest_candidates.__name__],
-        "r": ["check_task_app", "evaluate_candidate"],
+        "r": ROLLOUT_ACTIVITIES,
         "p": ["propose_instructions"],
     }
     rollouts_only = WorkerOptions(task_queue="q", rollout_task_queue="r", serve=("rollouts",))
-    assert plan_for(rollouts_only) == {"r": ["check_task_app", "evaluate_candidate"]}
+    assert plan_for(rollouts_only) == {"r": ROLLOUT_ACTIVITIES}
 
 
 def test_serve_takes_a_subset_of_the_roles() -> None:

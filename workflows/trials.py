@@ -1,0 +1,79 @@
+"""A trial's two ends: which of an iteration's choices start (and on which seeds not yet scored), and
+the trial's record once its evaluation is back (cache, paired lift, event)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activity_models import EvaluateOutput
+    from mipro.job_models import TrialRecord
+    from mipro.results import lift_stats, mean
+    from mipro.types import CandidateChoice
+
+from mipro.workflows.evaluation import EvaluationRequest
+from mipro.workflows.job import Job
+
+
+def trial_requests(
+    job: Job, choices: list[CandidateChoice], seeds: list[int]
+) -> tuple[list[EvaluationRequest], list[tuple[CandidateChoice, str]]]:
+    """The iteration's trials that may start (max_trials, the stop), each with its label, and the
+    evaluations of their seeds not yet scored."""
+    first_trial = len(job.s.trials)
+    requests, trials = [], []
+    for index, choice in enumerate(choices):
+        if job.s.stop_reason is not None or job.check_termination(planned=index):
+            break
+        label = f"trial-{first_trial + index:04d}"
+        job.emit(
+            "mipro.trial.started",
+            f"trial {first_trial + index}",
+            {"iteration": job.s.iteration, "trial": first_trial + index, "candidate": choice.key},
+        )
+        candidate = job.compile(choice)
+        cached = job.s.online_cache.get(candidate.content_hash, {})
+        todo = [x for x in seeds if x not in cached]
+        if todo:
+            requests.append(EvaluationRequest(label, candidate, todo, "online"))
+        trials.append((choice, label))
+    return requests, trials
+
+
+def record_trial(job: Job, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:
+    candidate = job.compile(choice)
+    job.account(out.outcomes)
+    job.cache(candidate.content_hash, out.outcomes)
+    job.s.counters.trials += 1
+    cache = job.s.online_cache.get(candidate.content_hash, {})
+    base = job.s.online_cache.get(job.baseline_hash(), {})
+    score = mean([cache[s] for s in seeds if s in cache])
+    lift, n = lift_stats(cache, base, seeds)
+    record = TrialRecord(
+        trial=len(job.s.trials),
+        iteration=job.s.iteration,
+        choice=choice,
+        candidate_hash=candidate.content_hash,
+        seeds=seeds,
+        minibatch_score=score,
+        paired_lift=lift,
+        n=n,
+        errors=sum(1 for o in out.outcomes if not o.ok),
+        elapsed_seconds=job.elapsed(),
+        spend_usd=job.s.spend.total.cost_usd,
+    )
+    job.s.trials.append(record)
+    job.emit(
+        "mipro.trial.complete",
+        f"trial {record.trial}: minibatch {score}",
+        {
+            "iteration": record.iteration,
+            "trial": record.trial,
+            "minibatch_score": score,
+            "paired_lift": lift,
+            "num_seeds": len(seeds),
+            "errors": record.errors,
+            "candidate": choice.key,
+        },
+    )
+    job.check_termination()

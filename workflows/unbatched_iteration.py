@@ -1,0 +1,57 @@
+"""An iteration's evaluations as runs recorded before the batched iteration ran them (replay only): the
+baseline's block, then each trial as an activity of its own, `max_parallel_trials` at a time, each with
+its share of `max_concurrent`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activity_models import EvaluateOutput
+    from mipro.types import CandidateChoice
+
+from mipro.workflows.evaluation import evaluate
+from mipro.workflows.job import Job
+from mipro.workflows.trials import record_trial
+
+
+async def ensure_baseline_on(job: Job, seeds: list[int]) -> None:
+    baseline = job.compile(job.baseline)
+    cached = job.s.online_cache.get(baseline.content_hash, {})
+    missing = [s for s in seeds if s not in cached]
+    if missing:
+        out = await evaluate(job, f"baseline-i{job.s.iteration:04d}", baseline, missing, "online")
+        job.account(out.outcomes)
+        job.cache(baseline.content_hash, out.outcomes)
+
+
+async def run_trials(job: Job, choices: list[CandidateChoice], seeds: list[int]) -> None:
+    slots = asyncio.Semaphore(job.m.max_parallel_trials)
+    first_trial = len(job.s.trials)
+
+    async def trial(index: int, choice: CandidateChoice) -> EvaluateOutput | None:
+        async with slots:
+            await job.gate()
+            if job.s.stop_reason is not None or job.check_termination(planned=index):
+                return None
+            job.emit(
+                "mipro.trial.started",
+                f"trial {first_trial + index}",
+                {"iteration": job.s.iteration, "trial": first_trial + index, "candidate": choice.key},
+            )
+            candidate = job.compile(choice)
+            cached = job.s.online_cache.get(candidate.content_hash, {})
+            todo = [s for s in seeds if s not in cached]
+            if not todo:
+                return EvaluateOutput(outcomes=[])
+            sharing = min(len(choices), job.m.max_parallel_trials)
+            return await evaluate(
+                job, f"trial-{first_trial + index:04d}", candidate, todo, "online", sharing=sharing
+            )
+
+    outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
+    for choice, out in zip(choices, outs, strict=True):
+        if out is not None and out.ran:
+            record_trial(job, choice, seeds, out)
