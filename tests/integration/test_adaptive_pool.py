@@ -5,37 +5,22 @@ the feature off (the pool cut in fixed blocks) they fail."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from mipro.activities.search import suggest_candidates
-from mipro.activity_models import (
-    EvaluateInput,
-    EvaluateOutput,
-    HealthCheckInput,
-    ProposeInput,
-    ProposeOutput,
-    TaskAppInfo,
-)
 from mipro.config import JobConfig
 from mipro.job_models import EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
 from mipro.starter import jobs
-from mipro.types import ChatMessage, FewShotExample, SeedOutcome, Usage
 from mipro.worker import WorkerOptions, running_worker
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
+from tests.integration.test_workflow_mocked import GOOD, FakeActivities, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes: CI skips it (pytest -m slow)
-
-GOOD = "Answer with the single best intent label; GOOD"
 
 
 def discriminating(seed: int) -> bool:
@@ -52,53 +37,14 @@ def score_of(instruction: str, demos: int, seed: int) -> float:
     return float(quality > (seed // 3) % 4)
 
 
-@dataclass
-class Fakes:
-    evaluations: list[EvaluateInput] = field(default_factory=list)
-
-    @activity.defn(name="check_task_app")
-    async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
-        return TaskAppInfo(healthy=True, data_source="fake data", simulated_llm=True)
-
-    @activity.defn(name="evaluate_candidate")
-    async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
-        self.evaluations.append(inp)
-        stage = inp.candidate.stages[0]
-        instruction = stage.instruction
-        usage = Usage(calls=1, prompt_tokens=100, completion_tokens=5)
-        outcomes = []
-        for seed in inp.seeds:
-            score = score_of(instruction, len(stage.demos), seed)
-            example = None
-            if inp.capture_examples:
-                answer = ChatMessage(role="assistant", content=f"label-{seed}")
-                example = FewShotExample(
-                    seed=seed, stage_id=stage.stage_id, input=f"query {seed}", answer=answer, score=score
-                )
-            outcomes.append(SeedOutcome(seed=seed, score=score, usage=usage, example=example))
-        return EvaluateOutput(outcomes=outcomes)
-
-    @activity.defn(name="propose_instructions")
-    async def propose_instructions(self, inp: ProposeInput) -> ProposeOutput:
-        texts = [GOOD if k == 1 else f"Plain instruction {k} ({len(inp.existing)})" for k in range(inp.n)]
-        return ProposeOutput(
-            instructions=texts, usage=Usage(calls=inp.n, prompt_tokens=50, completion_tokens=20)
-        )
+def fakes_of_this_task() -> FakeActivities:
+    return FakeActivities(score=lambda stage, seed: score_of(stage.instruction, len(stage.demos), seed))
 
 
 @pytest_asyncio.fixture
-async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, Fakes]]:
-    fakes = Fakes()
-    task_queue = f"fake-pool-{uuid.uuid4().hex[:8]}"
-    activities = [
-        fakes.check_task_app,
-        fakes.evaluate_candidate,
-        fakes.propose_instructions,
-        suggest_candidates,
-    ]
-    async with Worker(
-        temporal_env.client, task_queue=task_queue, workflows=[MiproWorkflow], activities=activities
-    ):
+async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, FakeActivities]]:
+    fakes = fakes_of_this_task()
+    async with serving(temporal_env, fakes) as task_queue:
         yield task_queue, fakes
 
 
@@ -117,7 +63,7 @@ def fake_config(level: str) -> JobConfig:
     )
 
 
-def trial_seeds(fakes: Fakes) -> list[int]:
+def trial_seeds(fakes: FakeActivities) -> list[int]:
     """Every seed a trial evaluated (a rollout each)."""
     return [s for e in fakes.evaluations if e.label.startswith("trial-") for s in e.seeds]
 
@@ -128,7 +74,7 @@ async def run(env: WorkflowEnvironment, task_queue: str, config: JobConfig) -> O
 
 
 async def test_the_pool_concentrates_on_discriminating_seeds_and_saves_rollouts_for_the_same_trials(
-    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, Fakes]
+    temporal_env: WorkflowEnvironment, fake_worker: tuple[str, FakeActivities]
 ) -> None:
     task_queue, fakes = fake_worker
     fixed = await run(temporal_env, task_queue, fake_config("NONE"))

@@ -5,7 +5,8 @@ text, so the test knows which prompt the search must find, and record every call
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -33,7 +34,7 @@ from mipro.config import JobConfig
 from mipro.errors import FailureType
 from mipro.job_models import EventsQuery, OptimizationResult
 from mipro.starter import jobs
-from mipro.types import ChatMessage, ErrorKind, FewShotExample, SeedOutcome, Usage
+from mipro.types import ChatMessage, ErrorKind, FewShotExample, SeedOutcome, StagePrompt, Usage
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
 
@@ -60,6 +61,7 @@ class FakeActivities:
     outage_at: str | None = None  # the app goes down when an evaluation with this label starts ...
     outage_checks: int = 0  # ... and answers again after this many failed health checks
     down: bool = False
+    score: Callable[[StagePrompt, int], float] = lambda stage, seed: score_of(stage.instruction, seed)
 
     @activity.defn(name="check_task_app")
     async def check_task_app(self, inp: HealthCheckInput) -> TaskAppInfo:
@@ -80,16 +82,16 @@ class FakeActivities:
             return EvaluateOutput(
                 outcomes=[SeedOutcome(seed=s, error=kind, error_detail="fake") for s in inp.seeds]
             )
-        instruction = inp.candidate.stages[0].instruction
+        stage = inp.candidate.stages[0]
         usage = Usage(calls=1, prompt_tokens=100, completion_tokens=5)
         outcomes = []
         for seed in inp.seeds:
-            score = score_of(instruction, seed)
+            score = self.score(stage, seed)
             example = None
             if inp.capture_examples:
                 answer = ChatMessage(role="assistant", content=f"label-{seed}")
                 example = FewShotExample(
-                    seed=seed, stage_id="main", input=f"query {seed}", answer=answer, score=score
+                    seed=seed, stage_id=stage.stage_id, input=f"query {seed}", answer=answer, score=score
                 )
             outcomes.append(SeedOutcome(seed=seed, score=score, usage=usage, example=example))
         return EvaluateOutput(outcomes=outcomes)
@@ -108,9 +110,9 @@ class FakeActivities:
         )
 
 
-@pytest_asyncio.fixture
-async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, FakeActivities]]:
-    fakes = FakeActivities()
+@asynccontextmanager
+async def serving(env: WorkflowEnvironment, fakes: FakeActivities) -> AsyncIterator[str]:
+    """A worker on a task queue of its own serving the workflow with these fakes (and the real TPE)."""
     task_queue = f"fake-{uuid.uuid4().hex[:8]}"
     activities = [
         fakes.check_task_app,
@@ -119,9 +121,14 @@ async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[
         fakes.propose_instructions,
         suggest_candidates,
     ]
-    async with Worker(
-        temporal_env.client, task_queue=task_queue, workflows=[MiproWorkflow], activities=activities
-    ):
+    async with Worker(env.client, task_queue=task_queue, workflows=[MiproWorkflow], activities=activities):
+        yield task_queue
+
+
+@pytest_asyncio.fixture
+async def fake_worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, FakeActivities]]:
+    fakes = FakeActivities()
+    async with serving(temporal_env, fakes) as task_queue:
         yield task_queue, fakes
 
 
@@ -173,7 +180,10 @@ async def test_the_search_finds_the_prompt_the_task_rewards(
         payload.instruction_indices == best.choice.instruction
         and payload.demo_indices == best.demo_indices[0]
     )
-    assert [c.key for c in result.optimized_candidates] == [best.choice.key]
+    optimized = {c.key: c.validation_score for c in result.optimized_candidates}
+    assert best.choice.key in optimized and len(optimized) == len(result.optimized_candidates)
+    assert result.baseline_validation_score is not None
+    assert all(v is not None and v > result.baseline_validation_score for v in optimized.values())
     assert result.balance_type == "budget_remaining"
     assert result.final_balance_usd == pytest.approx(
         config.termination.max_spend_usd - result.costs.total.cost_usd
