@@ -376,8 +376,24 @@ class TaskAppActivities:
                 price=target.judge_price,
                 timeout_seconds=target.rollout_timeout_seconds,
             )
+        stage_upstreams = {
+            stage_id: Upstream(
+                base_url=own.inference_url,
+                model=own.model,
+                api_key=self.res.secret(own.api_key_env),
+                price=own.price,
+                timeout_seconds=target.rollout_timeout_seconds,
+                body_overrides=own.body_overrides,
+            )
+            for stage_id, own in target.stage_policies.items()
+        }
         version = self.res.registry.register(
-            inp.candidate, target.stages, upstream, caller_key=task_key, allowance=allowance
+            inp.candidate,
+            target.stages,
+            upstream,
+            caller_key=task_key,
+            allowance=allowance,
+            stage_upstreams=stage_upstreams,
         )
         run.version = version
 

@@ -8,10 +8,40 @@ from pydantic import BaseModel, Field, model_validator
 
 from mipro.config import JobConfig, JudgeConfig, MetaModelConfig, PolicyConfig, PoolName, Price
 from mipro.proposer.profile import ProposerSettings
+from mipro.providers import inherited_upstream
 from mipro.tpe import TPESettings
-from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StageSpec, Usage
+from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StagePolicy, StageSpec, Usage
 
 TASK_QUEUE = "mipro"
+
+
+class StageUpstream(BaseModel):
+    """A stage's own policy, resolved (mipro/providers.py): where its calls go and what they cost. No
+    secret: the worker reads the key from `api_key_env`."""
+
+    model: str
+    inference_url: str
+    api_key_env: str | None
+    price: Price | None
+    body_overrides: dict[str, Any] = Field(default_factory=dict)  # temperature, max_completion_tokens
+
+    @classmethod
+    def of(cls, config: JobConfig, policy: StagePolicy) -> StageUpstream:
+        job = config.policy
+        url, key_env, _ = inherited_upstream(
+            policy.inference_url,
+            policy.api_key_env,
+            policy.provider,
+            (job.inference_url, job.api_key_env, job.provider),
+        )
+        overrides = {"temperature": policy.temperature, "max_completion_tokens": policy.max_completion_tokens}
+        return cls(
+            model=policy.model,
+            inference_url=url,
+            api_key_env=key_env,
+            price=config.price_of(policy.model),
+            body_overrides={k: v for k, v in overrides.items() if v is not None},
+        )
 
 
 class RolloutTarget(BaseModel):
@@ -30,6 +60,7 @@ class RolloutTarget(BaseModel):
     # The LLM judge scoring the rollouts (its upstream resolved), and its price; None: the task app's reward.
     judge: JudgeConfig | None = None
     judge_price: Price | None = None
+    stage_policies: dict[str, StageUpstream] = Field(default_factory=dict)  # stages with their own model
 
     @classmethod
     def from_config(cls, config: JobConfig, pool: PoolName = "online") -> RolloutTarget:
@@ -55,6 +86,11 @@ class RolloutTarget(BaseModel):
             rollout_retries=config.mipro.rollout_retries,
             judge=judge,
             judge_price=config.price_of(judge.model) if judge else None,
+            stage_policies={
+                stage.stage_id: StageUpstream.of(config, stage.policy)
+                for stage in config.stages()
+                if stage.policy is not None
+            },
         )
 
 

@@ -32,6 +32,7 @@ from mipro.errors import MIPROConfigurationError
 from mipro.pipeline import ModuleSpec, module_stages, pipeline_problems
 from mipro.proposer.profile import EFFORT, OUTPUT_TOKENS, meta_defaults
 from mipro.proposer.spec import load_spec_path, metaprompt_problems, spec_size_problem
+from mipro.providers import inherited_upstream, with_provider_defaults
 from mipro.tpe import TPESettings
 from mipro.types import StageSpec
 
@@ -71,15 +72,6 @@ class InitialPrompt(Strict):
         return sorted(self.messages, key=lambda m: m.order)
 
 
-# Providers whose OpenAI-compatible base URL and key variable are known: a policy naming one without an
-# `inference_url` gets these. Any other OpenAI-compatible server (vLLM, llama.cpp's `mipro llm-server`, a
-# gateway) is named by its `inference_url` and, if it wants a key, `api_key_env`, whatever its provider.
-PROVIDER_DEFAULTS: dict[str, tuple[str, str]] = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-}
-
-
 class PolicyConfig(BaseModel):
     """The policy model the task app's calls are sent to. Unknown keys pass through to the task app."""
 
@@ -100,16 +92,8 @@ class PolicyConfig(BaseModel):
     @classmethod
     def _provider_defaults(cls, data: Any) -> Any:
         """`provider` is case-insensitive; openai and groq without `inference_url` get their base URL and
-        key variable. An explicit `inference_url` never gets a default key variable: a provider's key is
-        sent only where the config says."""
-        if not isinstance(data, dict) or not isinstance(data.get("provider", "openai"), str):
-            return data
-        data = {**data, "provider": data.get("provider", "openai").strip().lower()}
-        if not data.get("inference_url") and data["provider"] in PROVIDER_DEFAULTS:
-            url, key_env = PROVIDER_DEFAULTS[data["provider"]]
-            data["inference_url"] = url
-            data.setdefault("api_key_env", key_env)
-        return data
+        key variable (mipro/providers.py)."""
+        return with_provider_defaults(data)
 
 
 class MetaModelConfig(Strict):
@@ -126,14 +110,7 @@ class MetaModelConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _provider_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("provider", "openai"), str):
-            return data
-        data = {**data, "provider": data.get("provider", "openai").strip().lower()}
-        if not data.get("inference_url") and data["provider"] in PROVIDER_DEFAULTS:
-            url, key_env = PROVIDER_DEFAULTS[data["provider"]]
-            data["inference_url"] = url
-            data.setdefault("api_key_env", key_env)
-        return data
+        return with_provider_defaults(data)
 
 
 class TPEConfig(TPESettings):
@@ -463,16 +440,10 @@ class JudgeConfig(Strict):
         groq: with the provider's key variable unless `api_key_env` is set), else the policy's URL and key."""
         if self.inference_url:
             return self
-        if self.provider in PROVIDER_DEFAULTS and self.provider != policy.provider:
-            url, key_env = PROVIDER_DEFAULTS[self.provider]
-            return self.model_copy(update={"inference_url": url, "api_key_env": self.api_key_env or key_env})
-        return self.model_copy(
-            update={
-                "inference_url": policy.inference_url,
-                "api_key_env": self.api_key_env or policy.api_key_env,
-                "provider": self.provider or policy.provider,
-            }
+        url, key_env, provider = inherited_upstream(
+            None, self.api_key_env, self.provider, (policy.inference_url, policy.api_key_env, policy.provider)
         )
+        return self.model_copy(update={"inference_url": url, "api_key_env": key_env, "provider": provider})
 
 
 class JobConfig(Strict):
@@ -511,10 +482,17 @@ class JobConfig(Strict):
                 f"payload limit): lower num_iterations, or set termination.max_trials_allowed <= "
                 f"{MAX_TRIALS_PER_JOB}"
             )
+        own = [stage.policy.model for stage in self.stages() if stage.policy is not None]
+        if own and self.proxy_models:
+            raise ValueError(
+                "proxy_models and a stage's own policy are both set: the proxy replaces the one policy "
+                "model in the trials, and which stage model it should stand in for is not defined; "
+                "remove proxy_models, or the stages' policy"
+            )
         if t.max_spend_usd or t.max_rollout_spend_usd or t.max_proposal_spend_usd:
             proxy = [self.proxy_models.model] if self.proxy_models else []
             judge = [self.judge.model] if self.judge and self.judge.enabled else []
-            for model in (self.policy.model, self.mipro.meta.model, *proxy, *judge):
+            for model in (self.policy.model, self.mipro.meta.model, *proxy, *judge, *own):
                 if self.price_of(model) is None:
                     raise ValueError(
                         f"a USD budget is set but pricing has no entry for model {model!r}: add "
@@ -527,6 +505,14 @@ class JobConfig(Strict):
         from mipro.pricing import price_for  # mipro.pricing builds on this module's Price
 
         return price_for(model, self.pricing)
+
+    def prompt_price(self) -> Price | None:
+        """The price extra prompt text of a candidate is estimated at: the job policy's, or the priciest
+        (per input token) of it and the stages' own models."""
+        prices = [self.price_of(self.policy.model)]
+        prices += [self.price_of(s.policy.model) for s in self.stages() if s.policy is not None]
+        known = [p for p in prices if p is not None]
+        return max(known, key=lambda p: p.input_per_mtok) if known else None
 
     def policy_for(self, pool: PoolName) -> PolicyConfig:
         """The policy of rollouts on `pool`: the proxy model's for the online pool when one is set."""

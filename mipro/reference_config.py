@@ -181,26 +181,11 @@ def _adaptive_pool_refusals(pool: Any) -> list[Problem]:
     ]
 
 
-STAGE_KEYS_NOT_IMPLEMENTED = {
-    "policy_config": (
-        "a per-stage policy is not supported yet: every stage's calls go to policy.model",
-        "remove it",
-    ),
-    "policy": (
-        "a per-stage policy is not supported yet: every stage's calls go to policy.model",
-        "remove it",
-    ),
-}
-
-
 def _stage_refusals(stages: Any, where: str = "stages") -> list[Problem]:
     problems: list[Problem] = []
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if not isinstance(stage, dict):
             continue
-        for key, (why, fix) in STAGE_KEYS_NOT_IMPLEMENTED.items():
-            if key in stage:
-                problems.append((f"prompt_learning.mipro.{where}[{i}].{key}", why, fix))
         problems += _slot_refusal(stage, f"{where}[{i}]")
     return problems
 

@@ -77,6 +77,27 @@ class BaselineMessage(BaseModel):
         return data
 
 
+class StagePolicy(BaseModel):
+    """A stage's own policy model (the reference's stage `policy` / `policy_config`): the interceptor sends
+    the stage's calls to it. Without an `inference_url` it is the provider's (openai, groq) when that
+    differs from the job policy's, else the job policy's URL and key. `temperature` and
+    `max_completion_tokens`, when set, replace the task app's values in the stage's calls."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: str = Field(min_length=1)
+    provider: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    inference_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class StageSpec(BaseModel):
     """Where a stage's instruction lives in the messages the task app sends, and how to change it.
 
@@ -102,6 +123,19 @@ class StageSpec(BaseModel):
     case_sensitive: bool = True
     max_instruction_slots: Literal[1] = 1  # one instruction per stage: the search picks which
     max_demo_slots: int | None = Field(default=None, ge=0)  # this stage's demo set size (default: mipro's)
+    policy: StagePolicy | None = None  # the stage's own model (default: the job's policy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_config_is_policy(cls, data: Any) -> Any:
+        """The reference spells a stage's policy `policy` or `policy_config`."""
+        if not isinstance(data, dict) or "policy_config" not in data:
+            return data
+        if data.get("policy") is not None:
+            raise ValueError("policy and policy_config are both set: they name the same thing, keep one")
+        data = dict(data)
+        data["policy"] = data.pop("policy_config")
+        return data
 
     @model_validator(mode="before")
     @classmethod

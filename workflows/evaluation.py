@@ -275,7 +275,7 @@ def estimate(job: Job, candidate: CompiledCandidate) -> Usage | None:
     if job.s.rollout_estimate is None:
         return None
     extra = extra_prompt_chars(candidate, job.compile(job.baseline))
-    return candidate_estimate(job.s.rollout_estimate, extra, job.cfg.price_of(job.cfg.policy.model))
+    return candidate_estimate(job.s.rollout_estimate, extra, job.cfg.prompt_price())
 
 
 def _final_reserve(job: Job) -> Usage:

@@ -45,7 +45,7 @@ from mipro.compile import (
     compile_stage_messages,
     stage_of,
 )
-from mipro.interceptor.registry import CallRecord, Registration, Registry
+from mipro.interceptor.registry import CallRecord, Registration, Registry, Upstream
 from mipro.interceptor.streaming import StreamReader
 from mipro.interceptor.upstream import (
     UpstreamError,
@@ -82,18 +82,18 @@ def _count(value: Any) -> int | None:
     return value if ok else None
 
 
-def _usage(reg: Registration, body: dict[str, Any], fallback: Usage) -> Usage:
+def _usage(upstream: Upstream, body: dict[str, Any], fallback: Usage) -> Usage:
     """The call's usage as the upstream reports it; if the report is unreadable, the upper estimate."""
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     prompt, completion = _count(usage.get("prompt_tokens", 0)), _count(usage.get("completion_tokens", 0))
     if prompt is None or completion is None:
         return fallback
-    pricing = {reg.upstream.model: reg.upstream.price} if reg.upstream.price else {}
-    cost = price_usd(pricing, reg.upstream.model, prompt, completion)
+    pricing = {upstream.model: upstream.price} if upstream.price else {}
+    cost = price_usd(pricing, upstream.model, prompt, completion)
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
 
-def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
+def _upper_estimate(upstream: Upstream, body: dict[str, Any]) -> Usage:
     """An upper bound of a call's usage: byte-level BPE tokenizers never emit more tokens than there are
     bytes, so the prompt's UTF-8 size (plus a per-message allowance) bounds its tokens; the completion is
     bounded by its cap."""
@@ -101,8 +101,8 @@ def _upper_estimate(reg: Registration, body: dict[str, Any]) -> Usage:
     size += len(json.dumps(body.get("tools", []), ensure_ascii=False).encode())
     prompt = size + 8 * len(body.get("messages", [])) + 16
     completion = int(body.get("max_completion_tokens") or body.get("max_tokens") or 1024)
-    pricing = {reg.upstream.model: reg.upstream.price} if reg.upstream.price else {}
-    cost = price_usd(pricing, reg.upstream.model, prompt, completion)
+    pricing = {upstream.model: upstream.price} if upstream.price else {}
+    cost = price_usd(pricing, upstream.model, prompt, completion)
     return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
 
@@ -225,21 +225,23 @@ async def _handle_chat(
         failed = _failed_call("transform", f"transform_failed: {exc}", stage_id or "")
         registry.record(version_id, cid, failed)
         return _error(422, "transform_failed", str(exc))
-    out = {**body, "model": reg.upstream.model, "messages": [m.as_openai() for m in messages]}
-    estimate = _upper_estimate(reg, out)
+    upstream = reg.upstream_for(stage_id)
+    messages_out = [m.as_openai() for m in messages]
+    out = {**body, **upstream.body_overrides, "model": upstream.model, "messages": messages_out}
+    estimate = _upper_estimate(upstream, out)
     if await _reserve(app, registry, version_id, estimate) != "ok":
         message = "budget_exhausted: this call could exceed the evaluation's budget allowance"
         registry.record(version_id, cid, _failed_call("budget", message, stage_id, incoming, messages))
         return _error(402, "budget_exhausted", message)
-    call = _Call(app, registry, version_id, cid, reg, estimate, stage_id, incoming, messages)
+    call = _Call(app, registry, version_id, cid, upstream, estimate, stage_id, incoming, messages)
     if body.get("stream") is True:
         return await _stream_chat(call, out)
     try:
-        completion = await send_chat(app.state.http, reg.upstream, out)
+        completion = await send_chat(app.state.http, upstream, out)
     except UpstreamError as exc:
         return await _upstream_failed(call, exc)
     message = ChatMessage.model_validate(completion.data["choices"][0]["message"])
-    await call.finish(_usage(reg, completion.data, estimate), message)
+    await call.finish(_usage(upstream, completion.data, estimate), message)
     raw = completion.raw
     return Response(
         content=raw.content,
@@ -262,14 +264,14 @@ class _Call:
         registry: Registry,
         version_id: str,
         cid: str,
-        reg: Registration,
+        upstream: Upstream,
         estimate: Usage,
         stage_id: str,
         incoming: list[ChatMessage],
         sent: list[ChatMessage],
     ) -> None:
         self.app, self.registry, self.version_id, self.cid = app, registry, version_id, cid
-        self.reg, self.estimate = reg, estimate
+        self.upstream, self.estimate = upstream, estimate
         self.stage_id, self.incoming, self.sent = stage_id, incoming, sent
         self.started = time.perf_counter()
         self._settled = False
@@ -333,7 +335,7 @@ async def _close(response: httpx.Response) -> None:
 async def _stream_chat(call: _Call, out: dict[str, Any]) -> Response:
     """Relay a `stream: true` call's events unchanged as they arrive, reading them on the way."""
     try:
-        response = await open_stream(call.app.state.http, call.reg.upstream, out)
+        response = await open_stream(call.app.state.http, call.upstream, out)
     except UpstreamError as exc:
         return await _upstream_failed(call, exc)
     if not is_event_stream(response):
@@ -370,7 +372,7 @@ def _settle_stream(call: _Call, reader: StreamReader, broke: str | None) -> None
         error = "upstream stream ended before it finished (no [DONE], no finish_reason)"
     if error is None and message is None:
         error = "upstream stream carried no assistant message"
-    usage = _usage(call.reg, {"usage": reader.usage}, call.estimate) if reader.usage else call.estimate
+    usage = _usage(call.upstream, {"usage": reader.usage}, call.estimate) if reader.usage else call.estimate
     if reader.usage is None:
         log.info("stream_usage_estimated", version=call.version_id, cid=call.cid, usage=usage.model_dump())
     if error:
@@ -393,7 +395,9 @@ async def _unstreamed_answer(call: _Call, response: httpx.Response) -> Response:
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     if not valid_message(first.get("message")):
         return await _upstream_failed(call, UpstreamError("upstream returned a malformed completion"))
-    await call.finish(_usage(call.reg, data, call.estimate), ChatMessage.model_validate(first["message"]))
+    await call.finish(
+        _usage(call.upstream, data, call.estimate), ChatMessage.model_validate(first["message"])
+    )
     return Response(
         content=content,
         status_code=response.status_code,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from mipro.config import Price
 from mipro.pricing import price_for
@@ -29,6 +29,8 @@ class Upstream(BaseModel):
     price: Price | None = None
     timeout_seconds: float = 120.0
     max_attempts: int = 4
+    # Request fields set on every call (a stage's own temperature / max_completion_tokens)
+    body_overrides: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _default_price(self) -> Upstream:
@@ -60,6 +62,11 @@ class Registration:
     spent: Usage = field(default_factory=Usage)  # settled calls
     reserved: Usage = field(default_factory=Usage)  # upper estimates of the calls in flight
     records: dict[str, list[CallRecord]] = field(default_factory=dict)
+    stage_upstreams: dict[str, Upstream] = field(default_factory=dict)  # stages with a policy of their own
+
+    def upstream_for(self, stage_id: str) -> Upstream:
+        """Where a call of this stage goes: the stage's own policy, else the job's."""
+        return self.stage_upstreams.get(stage_id, self.upstream)
 
 
 class Registry:
@@ -76,10 +83,14 @@ class Registry:
         upstream: Upstream,
         caller_key: str | None,
         allowance: Usage | None = None,
+        stage_upstreams: dict[str, Upstream] | None = None,
     ) -> str:
         version_id = f"{candidate.content_hash[:12]}-{secrets.token_hex(8)}"
+        registration = Registration(
+            candidate, stages, upstream, caller_key, allowance, stage_upstreams=stage_upstreams or {}
+        )
         with self._lock:
-            self._versions[version_id] = Registration(candidate, stages, upstream, caller_key, allowance)
+            self._versions[version_id] = registration
         return version_id
 
     def reserve(self, version_id: str, estimate: Usage) -> Literal["ok", "wait", "refuse"]:

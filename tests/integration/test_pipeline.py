@@ -8,9 +8,11 @@ router's proposals are grounded in its own calls, as the classifier's in its own
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from mipro.config import JobConfig, load_config_file
 from mipro.job_models import Event, EventsQuery, OptimizationResult
 from mipro.serving import BackgroundServer
+from mipro.simllm.app import create_app as create_simllm
+from mipro.simllm.settings import SimLLMSettings
 from mipro.starter import jobs
 from mipro.taskapps.banking77.data import Banking77Data
 from mipro.taskapps.banking77_pipeline import CLASSIFIER, DOMAINS, ROUTER, create_app
@@ -47,11 +51,51 @@ def pipeline_app(banking77_data: Banking77Data) -> Iterator[BackgroundServer]:
         yield server
 
 
+class ModelLog:
+    """An ASGI wrapper around the simulated LLM recording each chat request's model and last user turn."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = json.loads(b"".join(chunks))
+        users = [m.get("content") or "" for m in body["messages"] if m["role"] == "user"]
+        self.calls.append((body.get("model"), users[-1] if users else ""))
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+@pytest.fixture(scope="module")
+def model_log() -> Iterator[tuple[ModelLog, BackgroundServer]]:
+    log = ModelLog(create_simllm(SimLLMSettings()))
+    with BackgroundServer(log) as server:
+        yield log, server
+
+
 @pytest_asyncio.fixture(scope="module")
 async def pipeline_job(
-    temporal_env: WorkflowEnvironment, simllm: BackgroundServer, pipeline_app: BackgroundServer
+    temporal_env: WorkflowEnvironment,
+    model_log: tuple[ModelLog, BackgroundServer],
+    pipeline_app: BackgroundServer,
 ) -> AsyncIterator[Job]:
     """One job on configs/banking77_pipeline.toml, shared by the tests below."""
+    simllm = model_log[1]
     config = load_config_file(
         REPO / "configs" / "banking77_pipeline.toml",
         [
@@ -119,3 +163,18 @@ async def test_stage_payloads_name_each_stages_module(pipeline_job: Job) -> None
         ROUTER: ROUTER,
         CLASSIFIER: CLASSIFIER,
     }
+
+
+async def test_the_router_stages_calls_go_to_its_own_model(
+    pipeline_job: Job, model_log: tuple[ModelLog, BackgroundServer]
+) -> None:
+    """configs/banking77_pipeline.toml gives the router stage a policy of its own (model sim-router): the
+    interceptor sends the router's calls to it and the classifier's to the job's policy model."""
+    config, result, _ = pipeline_job
+    log, _ = model_log
+    router = [user for model, user in log.calls if model == "sim-router"]
+    classifier = [user for model, user in log.calls if model == config.policy.model]
+    assert router and classifier
+    assert all("Available Categories" in user and "Routed to" not in user for user in router)
+    assert all("Routed to" in user for user in classifier)
+    assert result.rollout_errors == 0

@@ -353,3 +353,49 @@ def test_a_stage_segment_still_needs_a_registered_version_and_the_key(upstream, 
     assert r.status_code == 404
     r = httpx.post(f"{server.url}/v1/{version}/stage/first/chat/completions", json=shared_body())
     assert r.status_code == 401
+
+
+def test_a_stage_with_its_own_policy_is_sent_to_its_model_at_its_price(upstream, interceptor) -> None:
+    """The second stage's calls go to its own upstream (another server, model, key and price) with its
+    temperature; the first stage's to the job's."""
+    fake, up_server = upstream
+    registry, server = interceptor
+    own = FakeUpstream()
+    with BackgroundServer(own.app) as own_server:
+        job = Upstream(base_url=f"{up_server.url}/v1", model="real-model", api_key="job-key", max_attempts=1)
+        second = Upstream(
+            base_url=f"{own_server.url}/v1",
+            model="second-model",
+            api_key="second-key",
+            price=Price(input_per_mtok=1000.0, output_per_mtok=0.0),
+            max_attempts=1,
+            body_overrides={"temperature": 0.7},
+        )
+        candidate = CompiledCandidate(
+            stages=[
+                StagePrompt(stage_id="first", instruction="F."),
+                StagePrompt(stage_id="second", instruction="S."),
+            ]
+        )
+        version = registry.register(
+            candidate, TWO_STAGES, job, caller_key="k1", stage_upstreams={"second": second}
+        )
+        before = len(fake.requests)
+        for stage in ("first", "second"):
+            r = httpx.post(
+                f"{server.url}/v1/{version}/stage/{stage}/chat/completions?cid=trace_p",
+                json=shared_body(),
+                headers={"X-API-Key": "k1"},
+            )
+            assert r.status_code == 200
+    [to_job] = fake.requests[before:]
+    [to_own] = own.requests
+    assert (to_job["body"]["model"], to_job["auth"]) == ("real-model", "Bearer job-key")
+    assert "temperature" not in to_job["body"]
+    assert (to_own["body"]["model"], to_own["auth"], to_own["body"]["temperature"]) == (
+        "second-model",
+        "Bearer second-key",
+        0.7,
+    )
+    first, second_call = registry.take_records(version, "trace_p")
+    assert first.usage.cost_usd == 0.0 and second_call.usage.cost_usd > 0.0, "each at its model's price"

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from mipro.budget import price_usd
-from mipro.config import PROVIDER_DEFAULTS, Price, parse_config
+from mipro.config import Price, parse_config
 from mipro.errors import MIPROConfigurationError
 from mipro.interceptor.registry import Upstream
 from mipro.pricing import DEFAULT_PRICING, GROQ_DEFAULTS, OPENAI_DEFAULTS, price_for, price_table
+from mipro.providers import PROVIDER_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[2]
 
