@@ -31,7 +31,10 @@ from mipro.activity_models import (
     EvaluateInput,
     EvaluateOutput,
     EvaluationProgress,
+    GatherInput,
+    GatherOutput,
     HealthCheckInput,
+    RolloutTarget,
     TaskAppInfo,
 )
 from mipro.errors import FailureType, task_app_key_fix
@@ -46,7 +49,7 @@ from mipro.rollout_protocol import (
     pools_outside_ranges,
     rollout_payload,
 )
-from mipro.types import ErrorKind, FewShotExample, SeedOutcome, Usage
+from mipro.types import CompiledCandidate, ErrorKind, FewShotExample, SeedOutcome, Usage
 
 log = structlog.get_logger("activities.task_app")
 RETRYABLE: set[str] = {"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"}
@@ -308,6 +311,37 @@ class TaskAppActivities:
             return None
         return simulated_llm_of(response)
 
+    @activity.defn(name="gather_baseline_messages")
+    async def gather_baseline_messages(self, inp: GatherInput) -> GatherOutput:
+        """Run one rollout with the app's own prompt (its calls pass the interceptor unchanged) and return
+        the messages of its LLM calls: a job without an initial_prompt takes its baseline from them."""
+        target = inp.target
+        task_key = self.res.secret(target.task_app_api_key_env)
+        nothing = CompiledCandidate(stages=[])
+        version = self.res.registry.register(nothing, [], self._policy(target), caller_key=task_key)
+        evaluation = EvaluateInput(
+            job_id=inp.job_id,
+            label="gather",
+            target=target,
+            candidate=nothing,
+            seeds=[inp.seed],
+            concurrency=1,
+        )
+        cid = f"trace_{inp.job_id}-gather-s{inp.seed}-a{activity.info().attempt}"
+        try:
+            _, calls = await self._rollout_once(evaluation, version, inp.seed, cid, task_key)
+        except RolloutFailure as failure:  # the reward does not matter here, the calls do
+            calls = failure.calls or self.res.registry.take_records(version, cid)
+            if not calls:
+                raise ApplicationError(
+                    f"the task app made no LLM call on seed {inp.seed} ({failure.kind}: {failure})",
+                    type=FailureType.HEALTH_CHECK,
+                    non_retryable=failure.kind not in RETRYABLE,
+                ) from None
+        finally:
+            self.res.registry.unregister(version)
+        return GatherOutput(calls=[c.request_messages for c in calls], usage=_sum_usage(calls))
+
     @activity.defn(name="evaluate_candidate")
     async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
         """Run the candidate on the seeds. A retried attempt resumes from the last heartbeat: finished seeds
@@ -359,13 +393,7 @@ class TaskAppActivities:
         self, run: _ItemRun, seeds: list[int], allowance: Usage | None, slots: asyncio.Semaphore
     ) -> list[SeedOutcome]:
         inp, state, target = run.inp, run.state, run.inp.target
-        upstream = Upstream(
-            base_url=target.policy.inference_url,
-            model=target.policy.model,
-            api_key=self.res.secret(target.policy.api_key_env),
-            price=target.policy_price,
-            timeout_seconds=target.rollout_timeout_seconds,
-        )
+        upstream = self._policy(target)
         task_key = self.res.secret(target.task_app_api_key_env)
         judge = None
         if target.judge is not None:
@@ -411,6 +439,16 @@ class TaskAppActivities:
             run.snapshot(self.res.registry)  # the last committed usage, before the version is gone
             run.version = None
             self.res.registry.unregister(version)
+
+    def _policy(self, target: RolloutTarget) -> Upstream:
+        """Where the job policy's calls go (the key from this worker's environment)."""
+        return Upstream(
+            base_url=target.policy.inference_url,
+            model=target.policy.model,
+            api_key=self.res.secret(target.policy.api_key_env),
+            price=target.policy_price,
+            timeout_seconds=target.rollout_timeout_seconds,
+        )
 
     async def _rollout_with_retries(
         self, inp: EvaluateInput, version: str, seed: int, task_key: str | None, judge: Upstream | None

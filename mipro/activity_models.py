@@ -10,7 +10,15 @@ from mipro.config import JobConfig, JudgeConfig, MetaModelConfig, PolicyConfig, 
 from mipro.proposer.profile import ProposerSettings
 from mipro.providers import inherited_upstream
 from mipro.tpe import TPESettings
-from mipro.types import CompiledCandidate, FewShotExample, SeedOutcome, StagePolicy, StageSpec, Usage
+from mipro.types import (
+    ChatMessage,
+    CompiledCandidate,
+    FewShotExample,
+    SeedOutcome,
+    StagePolicy,
+    StageSpec,
+    Usage,
+)
 
 TASK_QUEUE = "mipro"
 
@@ -65,13 +73,17 @@ class RolloutTarget(BaseModel):
     @classmethod
     def from_config(cls, config: JobConfig, pool: PoolName = "online") -> RolloutTarget:
         """The target of rollouts on seeds of `pool` (its env config is the pool's)."""
-        template = {
-            "id": config.initial_prompt.id,
-            "name": config.initial_prompt.name,
-            "sections": [m.model_dump() for m in config.initial_prompt.ordered()],
-            "wildcards": config.initial_prompt.wildcards,
-            "metadata": config.initial_prompt.metadata,
-        }
+        prompt = config.initial_prompt
+        template: dict[str, Any] = {}  # none yet: the baseline is still to be gathered from the app
+        if prompt is not None:
+            template = {
+                "id": prompt.id,
+                "name": prompt.name,
+                "sections": [m.model_dump() for m in prompt.ordered()],
+                "wildcards": prompt.wildcards,
+                "metadata": prompt.metadata,
+            }
+        stages = config.known_stages()
         judge = config.judge.resolved(config.policy) if config.judge and config.judge.enabled else None
         return cls(
             task_app_url=config.task_app_url.rstrip("/"),
@@ -80,7 +92,7 @@ class RolloutTarget(BaseModel):
             env_config=config.env_config_for(pool),
             policy=config.policy_for(pool),
             policy_price=config.price_of(config.policy_for(pool).model),
-            stages=config.stages(),
+            stages=stages,
             prompt_template=template,
             rollout_timeout_seconds=config.mipro.rollout_timeout_seconds,
             rollout_retries=config.mipro.rollout_retries,
@@ -88,7 +100,7 @@ class RolloutTarget(BaseModel):
             judge_price=config.price_of(judge.model) if judge else None,
             stage_policies={
                 stage.stage_id: StageUpstream.of(config, stage.policy)
-                for stage in config.stages()
+                for stage in stages
                 if stage.policy is not None
             },
         )
@@ -125,6 +137,19 @@ class EvaluateInput(BaseModel):
     capture_examples: bool = False
     max_cost_usd: float | None = None  # hard allowance, enforced by the interceptor call by call
     max_tokens: int | None = None
+
+
+class GatherInput(BaseModel):
+    """One rollout whose LLM calls pass unchanged, to read the messages the task app sends."""
+
+    job_id: str
+    target: RolloutTarget  # with no stages: nothing is substituted
+    seed: int
+
+
+class GatherOutput(BaseModel):
+    calls: list[list[ChatMessage]]  # each LLM call's messages as the app sent them, in order
+    usage: Usage
 
 
 class EvaluateOutput(BaseModel):

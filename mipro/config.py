@@ -451,7 +451,9 @@ class JobConfig(Strict):
     task_app_url: str = Field(min_length=1)
     task_app_id: str | None = None
     task_app_api_key_env: str | None = None
-    initial_prompt: InitialPrompt
+    # None: the baseline is gathered from the task app's first LLM call when the job starts (its system
+    # messages become the initial prompt; `with_gathered_prompt`), unless mipro.stages / modules declare it.
+    initial_prompt: InitialPrompt | None = None
     policy: PolicyConfig
     env_config: dict[str, JsonValue] = Field(default_factory=dict)  # sent to the task app as JSON
     # Per seed pool, merged over env_config: e.g. [pool_env_config.test] split = "test"
@@ -464,9 +466,11 @@ class JobConfig(Strict):
 
     @model_validator(mode="after")
     def _check_prompt_and_prices(self) -> JobConfig:
-        prompt = [m.pattern for m in self.initial_prompt.messages]
-        for i, stage in enumerate(self.stages()):
+        prompt = [m.pattern for m in self.initial_prompt.messages] if self.initial_prompt else []
+        for i, stage in enumerate(self.known_stages()):
             own = [m.content for m in stage.baseline_messages or []]
+            if not (own or prompt):
+                continue  # nothing to check against: the bootstrap says so if the app never sends it
             if not any(baseline_span(t, stage) for t in own or prompt):
                 where = "its baseline_messages" if own else "any initial_prompt message"
                 raise ValueError(
@@ -482,7 +486,7 @@ class JobConfig(Strict):
                 f"payload limit): lower num_iterations, or set termination.max_trials_allowed <= "
                 f"{MAX_TRIALS_PER_JOB}"
             )
-        own = [stage.policy.model for stage in self.stages() if stage.policy is not None]
+        own = [stage.policy.model for stage in self.known_stages() if stage.policy is not None]
         if own and self.proxy_models:
             raise ValueError(
                 "proxy_models and a stage's own policy are both set: the proxy replaces the one policy "
@@ -500,6 +504,25 @@ class JobConfig(Strict):
                     )
         return self
 
+    @property
+    def gathers_baseline(self) -> bool:
+        """No initial_prompt and no declared stages: the job takes its baseline from the task app's first
+        LLM call (the reference's "gather baseline messages")."""
+        return self.initial_prompt is None and not self.mipro.stages and not self.mipro.modules
+
+    def known_stages(self) -> list[StageSpec]:
+        """The stages, or none yet while the baseline is still to be gathered."""
+        return [] if self.gathers_baseline else self.stages()
+
+    def with_gathered_prompt(self, system: list[str]) -> JobConfig:
+        """This config with the system messages the task app sent as its initial prompt (the user turn is
+        left out: it carries one seed's data)."""
+        messages = [MessagePattern(role="system", pattern=text, order=i) for i, text in enumerate(system)]
+        prompt = InitialPrompt(
+            id="gathered", name="gathered from the task app's first LLM call", messages=messages
+        )
+        return self.model_copy(update={"initial_prompt": prompt})
+
     def price_of(self, model: str) -> Price | None:
         """The price of `model`: this job's `pricing` entry, else the built-in default (mipro/pricing.py)."""
         from mipro.pricing import price_for  # mipro.pricing builds on this module's Price
@@ -510,7 +533,7 @@ class JobConfig(Strict):
         """The price extra prompt text of a candidate is estimated at: the job policy's, or the priciest
         (per input token) of it and the stages' own models."""
         prices = [self.price_of(self.policy.model)]
-        prices += [self.price_of(s.policy.model) for s in self.stages() if s.policy is not None]
+        prices += [self.price_of(s.policy.model) for s in self.known_stages() if s.policy is not None]
         known = [p for p in prices if p is not None]
         return max(known, key=lambda p: p.input_per_mtok) if known else None
 
@@ -543,6 +566,11 @@ class JobConfig(Strict):
             return module_stages(self.mipro.modules)
         if self.mipro.stages:
             return self.mipro.stages
+        if self.initial_prompt is None:
+            raise ValueError(
+                "initial_prompt is not set and mipro.stages is empty: the baseline is gathered from the "
+                "task app when the job starts (JobConfig.with_gathered_prompt)"
+            )
         system = [m for m in self.initial_prompt.ordered() if m.role == "system"]
         if not system:
             raise ValueError(

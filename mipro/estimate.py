@@ -73,7 +73,7 @@ class JobEstimate(BaseModel):
 
 def pattern_measurement(config: JobConfig, prompt_tokens: int | None = None) -> PromptMeasurement:
     """What the config's patterns alone say (placeholders unexpanded); `prompt_tokens` overrides the size."""
-    messages = config.initial_prompt.ordered()
+    messages = config.initial_prompt.ordered() if config.initial_prompt else []  # none: to be gathered
     chars = sum(len(m.pattern) for m in messages)
     users = [m.pattern for m in messages if m.role == "user"]
     tokens = prompt_tokens if prompt_tokens is not None else math.ceil(chars / 4)
@@ -92,7 +92,7 @@ def pattern_measurement(config: JobConfig, prompt_tokens: int | None = None) -> 
         final_user_chars=int(len(users[-1]) * scale) if users else 0,
         query_chars=0,
         answer_chars=0,
-        baseline_instruction_chars=sum(len(s.baseline_instruction) for s in config.stages()),
+        baseline_instruction_chars=sum(len(s.baseline_instruction) for s in config.known_stages()),
         source=source,
         measured=prompt_tokens is not None,
     )
@@ -110,7 +110,7 @@ def _meta_calls(config: JobConfig) -> _MetaCalls:
     duplicates at the high end, and (dspy mode, when the effort level writes one) a data summary per stage
     and round at the high end (it is skipped when no demo was bootstrapped)."""
     m = config.mipro
-    stages = len(config.stages())
+    stages = max(1, len(config.known_stages()))  # a gathered baseline is one stage
     per_call = m.instructions_per_batch
     first = max(0, m.max_instructions - 1 - len(m.instruction_candidates))
     rounds = len(m.generate_at_iterations)
@@ -130,9 +130,10 @@ def _meta_prompt_chars(config: JobConfig, p: PromptMeasurement) -> tuple[int, in
     """(fixed, examples, history) characters of a proposal prompt: the part always sent, the most the
     shown examples add (each clipped to MAX_INPUT_CHARS per side), the most a later round's history adds
     (counted in meta-model tokens, not characters)."""
-    stage = config.stages()[0]
+    stages = config.known_stages()
+    baseline = stages[0].baseline_instruction if stages else ""  # a gathered one: not known yet
     description = config.mipro.task_description or "x" * p.task_description_chars
-    ctx = ProposalContext(task_description=description, baseline_instruction=stage.baseline_instruction)
+    ctx = ProposalContext(task_description=description, baseline_instruction=baseline)
     fixed = sum(len(str(msg["content"])) for msg in build_proposal_messages(ctx))
     examples = ctx.max_examples * (2 * MAX_INPUT_CHARS + EXAMPLE_TAG_CHARS)
     history_tokens = 2 * MAX_HISTORY_EACH_SIDE * (config.mipro.meta.max_tokens + 10)

@@ -85,7 +85,12 @@ def activities_by_queue(
     if "rollouts" in opts.serve:
         queue = opts.rollout_task_queue or opts.task_queue
         plan.setdefault(queue, []).extend(
-            [task_app.check_task_app, task_app.evaluate_candidate, task_app.evaluate_candidates]
+            [
+                task_app.check_task_app,
+                task_app.gather_baseline_messages,
+                task_app.evaluate_candidate,
+                task_app.evaluate_candidates,
+            ]
         )
     if "proposals" in opts.serve:
         plan.setdefault(opts.proposal_task_queue or opts.task_queue, []).append(

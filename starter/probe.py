@@ -67,7 +67,7 @@ def measurement_of(calls: list[CallRecord], config: JobConfig, seed: int, where:
         final_user_chars=len(final_user),
         query_chars=len(query_part(final_user)) if final_user else 0,
         answer_chars=max(answer_turn_chars(c.answer) for c in good if c.answer is not None),
-        baseline_instruction_chars=sum(len(s.baseline_instruction) for s in config.stages()),
+        baseline_instruction_chars=sum(len(s.baseline_instruction) for s in config.known_stages()),
         cost_usd=sum(c.usage.cost_usd for c in good),
         source=where,
     )
@@ -79,7 +79,7 @@ async def measure_baseline_prompt(
     """Run one baseline rollout of the first bootstrap seed and measure its LLM calls."""
     env = os.environ if environ is None else environ
     target = RolloutTarget.from_config(config)
-    stages = config.stages()
+    stages = config.known_stages()  # none while the baseline is to be gathered: the calls pass unchanged
     baseline = CompiledCandidate(
         stages=[StagePrompt(stage_id=s.stage_id, instruction=s.baseline_instruction) for s in stages]
     )

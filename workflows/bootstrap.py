@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.results import mean
     from mipro.types import SeedOutcome, Usage
 
+from mipro.workflows.baseline_prompt import gather_baseline
 from mipro.workflows.evaluation import evaluate
 from mipro.workflows.job import Job
 from mipro.workflows.promotion import record_validation
@@ -32,6 +33,8 @@ MAX_FAILED_EXAMPLES = 8  # low-scoring baseline rollouts kept for the proposer (
 async def health_check(job: Job) -> None:
     job.set_phase("health_check")
     info = await check_task_app(job)
+    if job.cfg.gathers_baseline:
+        await gather_baseline(job)
     job.s.task_description = job.m.task_description or _describe(info, job.stages[0].baseline_instruction)
     job.s.task_app_data_source = info.data_source
     job.s.simulated_llm = info.simulated_llm

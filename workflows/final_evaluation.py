@@ -83,10 +83,29 @@ def cancelled(job: Job) -> OptimizationResult:
     return result(job, "cancelled", test_scores=(None, None))
 
 
+USER_PLACEHOLDER = "<the task app's user message>"
+
+
+def _template(job: Job) -> list[ChatMessage]:
+    """The messages `best.messages` is rendered from: initial_prompt's, else the first stage's baseline
+    instruction (none before a gathered baseline is in); a user turn stands in where it has none (the
+    gathered prompt keeps no user turn: it carries one seed's data)."""
+    prompt = job.cfg.initial_prompt
+    if prompt is not None:
+        template = [ChatMessage(role=m.role, content=m.pattern) for m in prompt.ordered()]
+    else:
+        template = (
+            [ChatMessage(role="system", content=job.stages[0].baseline_instruction)] if job.stages else []
+        )
+    if template and not any(m.role == "user" for m in template):
+        template.append(ChatMessage(role="user", content=USER_PLACEHOLDER))
+    return template
+
+
 def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
     s = job.s
     choice = decide.choice_of(s.best_key or job.baseline.key)
-    template = [ChatMessage(role=m.role, content=m.pattern) for m in job.cfg.initial_prompt.ordered()]
+    template = _template(job)
     candidate = job.compile(choice)
     summary = next((c for c in job.summaries() if c.key == choice.key), None)
     demo_indices = [list(s.demo_sets[i][d]) if s.demo_sets else [] for i, d in enumerate(choice.demo_set)]
@@ -102,7 +121,7 @@ def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
     return BestPrompt(
         choice=choice,
         instructions=instructions,
-        messages=render_ready_messages(template, job.stages, candidate),
+        messages=render_ready_messages(template, job.stages, candidate) if template else [],
         instruction_lines=[line for text in instructions for line in text.splitlines() if line.strip()],
         demo_indices=demo_indices,
         stage_payloads=payloads,

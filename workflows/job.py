@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.activity_models import RolloutTarget
     from mipro.budget import budget_name, termination_reason
     from mipro.compile import compile_choice
-    from mipro.config import PoolName
+    from mipro.config import JobConfig, PoolName
     from mipro.errors import FailureType
     from mipro.job_models import CandidateSummary, Event, JobState, MiproJobInput, Progress
     from mipro.plan import rollout_plan
@@ -38,12 +38,18 @@ class Job:
         self.cfg = inp.config
         self.m = inp.config.mipro
         self.s = inp.state or JobState()
-        self.stages = inp.config.stages()
+        self.stages = inp.config.known_stages()  # none until a baseline to be gathered is gathered
         self.plan = rollout_plan(inp.config)
         self.run_start_trials = len(self.s.trials)
         self.evaluations_in_flight = 0
         self.proposals_in_flight = 0
         self.reserved = Usage()  # budget allowances of the evaluations in flight
+
+    def adopt_config(self, config: JobConfig) -> None:
+        """Run on `config` from now on (and carry it to the next run): the gathered baseline prompt."""
+        self.inp = self.inp.model_copy(update={"config": config})
+        self.cfg = config
+        self.stages = config.stages()
 
     def target(self, pool: PoolName) -> RolloutTarget:
         return RolloutTarget.from_config(self.cfg, pool)

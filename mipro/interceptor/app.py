@@ -137,7 +137,10 @@ async def _reserve(app: FastAPI, registry: Registry, version_id: str, estimate: 
 def _substitute(
     reg: Registration, messages: list[ChatMessage], stage_id: str | None = None
 ) -> tuple[str, list[ChatMessage]]:
-    """The call's stage and the messages to send: the stage the URL names, else the one its messages show."""
+    """The call's stage and the messages to send: the stage the URL names, else the one its messages show.
+    A version with no stages (a job gathering its baseline from the app's calls) sends them unchanged."""
+    if not reg.stages:
+        return stage_id or "default", messages
     if stage_id is not None:
         spec = next((s for s in reg.stages if s.stage_id == stage_id), None)
         if spec is None:

@@ -137,7 +137,7 @@ CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     # missing sections and fields
     ("no mipro", drop("mipro"), "prompt_learning.mipro"),
     ("no policy", drop("policy"), "prompt_learning.policy"),
-    ("no initial_prompt", drop("initial_prompt"), "prompt_learning.initial_prompt"),
+    # (initial_prompt may go: the baseline is then gathered from the task app)
     ("no task_app_url", drop("task_app_url"), "prompt_learning.task_app_url"),
     ("no meta", drop("mipro.meta"), "prompt_learning.mipro.meta"),
     ("no test_pool", drop("mipro.test_pool"), "prompt_learning.mipro.test_pool"),  # val_seeds may go: online

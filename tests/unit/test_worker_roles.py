@@ -15,7 +15,12 @@ from mipro.activities.task_app import TaskAppActivities
 from mipro.interceptor.registry import Registry
 from mipro.worker import WorkerOptions, activities_by_queue, roles
 
-ROLLOUT_ACTIVITIES = ["check_task_app", "evaluate_candidate", "evaluate_candidates"]
+ROLLOUT_ACTIVITIES = [
+    "check_task_app",
+    "evaluate_candidate",
+    "evaluate_candidates",
+    "gather_baseline_messages",
+]
 
 
 def names(plan: dict[str, list]) -> dict[str, list[str]]:
@@ -40,6 +45,7 @@ def test_one_worker_serves_everything_on_its_queue_by_default() -> None:
                 "check_task_app",
                 "evaluate_candidate",
                 "evaluate_candidates",
+                "gather_baseline_messages",
                 "propose_instructions",
             ]
         )
