@@ -1,6 +1,7 @@
 """Benchmark: sample efficiency of our MIPRO service vs DSPy 3.x MIPROv2 on Banking77 (SIMULATED LLM).
 
     python benchmarks/vs_dspy.py [--quick] [--replicates 5] [--seed 0] [--test-size 500] [--out DIR]
+        [--dataset banking77|clinc150] [--simllm-profile default|hard]
 
 Both systems are judged by the same model: the simulated LLM (`mipro.simllm`), started in-process as an
 OpenAI-compatible server, is the task (policy) model "sim-small" and the meta (prompt) model "sim-meta" of
@@ -35,6 +36,11 @@ Target: our service reaches DSPy's final test accuracy with at most half of DSPy
 
 Writes benchmarks/results/vs_dspy.md (tables, command, machine, versions), vs_dspy.svg (the plot) and
 vs_dspy.json (every run).
+
+--dataset clinc150 runs the same comparison on CLINC150 (`benchmarks/vs_dspy_tasks.py`: its train split
+in the task app's seed order, `configs/clinc150.toml`, DSPy's signature over its 150 labels);
+--simllm-profile hard runs the simulated LLM's "hard" profile (`mipro.simllm.classifier`). Any run but
+the default (banking77, default profile) writes vs_dspy_<dataset>_<profile>.md/.json/.svg instead.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from benchmarks.common import machine_info, table  # noqa: E402
+from benchmarks.vs_dspy_tasks import BANKING77_INSTRUCTION, DATASETS, BenchTask, load_task, output_stem  # noqa: E402
 from mipro.config import JobConfig, load_config_file  # noqa: E402
 from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
@@ -77,16 +84,14 @@ from mipro.simllm.app import create_app as create_simllm  # noqa: E402
 from mipro.simllm.settings import SimLLMSettings  # noqa: E402
 from mipro.starter import jobs  # noqa: E402
 from mipro.starter.stack import temporal_binary  # noqa: E402
-from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
-from mipro.taskapps.banking77.data import Banking77Data, load_banking77  # noqa: E402
 from mipro.worker import WorkerOptions, running_worker  # noqa: E402
 from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
-DATA_DIR = Path(os.environ.get("BANKING77_DATA_DIR") or REPO.parent / "shared" / "datasets" / "banking77")
 TASK_MODEL, META_MODEL = "sim-small", "sim-meta"
 SIMULATED = "SIMULATED LLM"
 POOL_SIZES = {"train": 100, "online": 240, "val": 100}
 SVG_TITLE = f"Banking77: test accuracy vs rollouts, ours vs DSPy MIPROv2 ({SIMULATED})"
+PROFILES = ("default", "hard")
 EPS = 1e-9  # accuracies are means of 0/1 scores: compare them up to float rounding
 
 
@@ -169,20 +174,20 @@ class RunRecord:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _examples(data: Banking77Data, rows: list[int]) -> list[dspy.Example]:
+def _examples(data: BenchTask, rows: list[int]) -> list[dspy.Example]:
     return [
         dspy.Example(query=data.train[i].text, intent=data.train[i].label).with_inputs("query") for i in rows
     ]
 
 
-def dspy_program(labels: list[str]) -> dspy.Predict:
-    """dspy.Predict over (query -> intent: Literal[the 77 labels]); the adapter shows the model the labels."""
+def dspy_program(labels: list[str], instruction: str = BANKING77_INSTRUCTION) -> dspy.Predict:
+    """dspy.Predict over (query -> intent: Literal[the labels]); the adapter shows the model the labels."""
     signature = dspy.Signature(
         {
             "query": (str, dspy.InputField()),
             "intent": (Literal[tuple(labels)], dspy.OutputField()),  # type: ignore[valid-type]
         },
-        "Classify the customer banking query into exactly one intent label.",
+        instruction,
     )
     return dspy.Predict(signature)
 
@@ -206,7 +211,7 @@ def _quiet() -> contextlib.AbstractContextManager[Any]:
 
 def run_dspy(
     auto: str,
-    data: Banking77Data,
+    data: BenchTask,
     pools: Pools,
     llm_url: str,
     counter: CallCounter,
@@ -245,14 +250,16 @@ def run_dspy(
         verbose=False,
     )
     with _quiet(), dspy.context(lm=lm):  # a context, not dspy.configure: this runs in a worker thread
-        best = optimizer.compile(dspy_program(data.labels), trainset=trainset, valset=valset)
+        best = optimizer.compile(
+            dspy_program(data.labels, data.dspy_instruction), trainset=trainset, valset=valset
+        )
     wall = time.perf_counter() - start
     calls = counter.snapshot()
     evaluate = dspy.Evaluate(devset=testset, metric=exact_match, num_threads=8, display_progress=False)
     with _quiet(), dspy.context(lm=lm):
         test = _accuracy(evaluate(best))
         if baseline is None:
-            baseline = _accuracy(evaluate(dspy_program(data.labels)))
+            baseline = _accuracy(evaluate(dspy_program(data.labels, data.dspy_instruction)))
     task, meta_calls = calls.get(TASK_MODEL, (0, 0)), calls.get(META_MODEL, (0, 0))
     record = RunRecord(
         system="DSPy MIPROv2",
@@ -324,12 +331,19 @@ def plan_for(budget: int) -> Plan:
     return best
 
 
-def job_config(task_app_url: str, llm_url: str, pools: Pools, plan: Plan, seed: int) -> JobConfig:
+def job_config(
+    task_app_url: str,
+    llm_url: str,
+    pools: Pools,
+    plan: Plan,
+    seed: int,
+    config_file: Path = REPO / "configs" / "banking77.toml",
+) -> JobConfig:
     def ints(xs: list[int]) -> str:
         return "[" + ", ".join(str(x) for x in xs) + "]"
 
     return load_config_file(
-        REPO / "configs" / "banking77.toml",
+        config_file,
         [
             f'task_app_url="{task_app_url}"',
             f'policy.inference_url="{llm_url}/v1"',
@@ -359,9 +373,10 @@ async def run_ours(
     plan: Plan,
     setting: str,
     seed: int,
+    config_file: Path = REPO / "configs" / "banking77.toml",
 ) -> RunRecord:
     queue = f"vs-dspy-{uuid.uuid4().hex[:8]}"
-    config = job_config(task_app_url, llm_url, pools, plan, seed)
+    config = job_config(task_app_url, llm_url, pools, plan, seed, config_file)
     counter.reset()
     async with running_worker(env.client, WorkerOptions(task_queue=queue)):
         start = time.perf_counter()
@@ -435,7 +450,7 @@ def group(records: list[RunRecord]) -> list[Setting]:
     return list(out.values())
 
 
-def summary_table(settings: list[Setting], replicates: int) -> str:
+def summary_table(settings: list[Setting], replicates: int, title: str = "Banking77") -> str:
     rows = [
         [
             s.system,
@@ -467,7 +482,7 @@ def summary_table(settings: list[Setting], replicates: int) -> str:
         "its default request cache would save); meta calls = meta-model requests; wall s = optimization "
         "only."
     )
-    return table(f"Banking77 test accuracy vs rollouts ({SIMULATED})", headers, rows, note)
+    return table(f"{title} test accuracy vs rollouts ({SIMULATED})", headers, rows, note)
 
 
 def runs_table(records: list[RunRecord]) -> str:
@@ -692,13 +707,13 @@ def versions() -> dict[str, str]:
     return {n: version(n) for n in names} | {"python": sys.version.split()[0]}
 
 
-async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[RunRecord]:
+async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
     key = "sk_env_bench_" + uuid.uuid4().hex[:8]
     os.environ["ENVIRONMENT_API_KEY"] = key
-    counter = CallCounter(create_simllm(SimLLMSettings()))
+    counter = CallCounter(create_simllm(SimLLMSettings(profile=args.simllm_profile)))
     autos = ["light"] if args.quick else ["light", "medium"]
     records: list[RunRecord] = []
-    with BackgroundServer(counter) as llm, BackgroundServer(create_banking77(data, api_key=key)) as app:
+    with BackgroundServer(counter) as llm, BackgroundServer(data.make_app(key)) as app:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
             data_converter=pydantic_data_converter,
@@ -721,7 +736,7 @@ async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[RunReco
                 budgets = budget_settings(dspy_runs, args.quick)
                 for setting, budget in budgets:
                     rec = await run_ours(
-                        env, app.url, llm.url, counter, pools, plan_for(budget), setting, seed
+                        env, app.url, llm.url, counter, pools, plan_for(budget), setting, seed, data.config
                     )
                     rec.notes["replicate"] = rep
                     records.append(rec)
@@ -768,11 +783,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--replot", action="store_true", help="only redraw OUT/vs_dspy.svg from OUT/vs_dspy.json (no runs)"
     )
+    parser.add_argument("--dataset", choices=DATASETS, default="banking77")
+    parser.add_argument(
+        "--simllm-profile", choices=PROFILES, default="default", help="the simulated LLM's profile"
+    )
     args = parser.parse_args(argv)
+    stem = output_stem(args.dataset, args.simllm_profile)
+    title = {"banking77": "Banking77", "clinc150": "CLINC150"}[args.dataset]
+    if args.simllm_profile != "default":
+        title += f", {args.simllm_profile} profile"
+    svg_title = SVG_TITLE if stem == "vs_dspy" else SVG_TITLE.replace("Banking77", title)
     if args.replot:
-        saved = json.loads((args.out / "vs_dspy.json").read_text())
+        saved = json.loads((args.out / f"{stem}.json").read_text())
         records = [RunRecord(**r) for r in saved["runs"]]
-        write_svg(args.out / "vs_dspy.svg", group(records), SVG_TITLE)
+        write_svg(args.out / f"{stem}.svg", group(records), svg_title)
         return
     args.replicates = args.replicates or (1 if args.quick else 5)
     args.test_size = args.test_size or (300 if args.quick else 500)
@@ -780,9 +804,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("dspy").setLevel(logging.ERROR)
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
 
-    data = load_banking77(DATA_DIR)
+    data = load_task(args.dataset)
     print(
-        f"{SIMULATED} benchmark: ours vs DSPy {version('dspy')} MIPROv2 on Banking77 ({data.source}); "
+        f"{SIMULATED} benchmark: ours vs DSPy {version('dspy')} MIPROv2 on {title} ({data.source}); "
         f"{args.replicates} replicate(s), {args.test_size} test rows",
         file=sys.stderr,
     )
@@ -798,16 +822,22 @@ def main(argv: list[str] | None = None) -> None:
         f"simulated LLM in {agree}/{len(ours)} runs"
     )
     text = "\n".join(
-        [summary_table(settings, args.replicates), *target_lines(settings), check, "", runs_table(records)]
+        [
+            summary_table(settings, args.replicates, title),
+            *target_lines(settings),
+            check,
+            "",
+            runs_table(records),
+        ]
     )
     print(text)
     print(f"total wall time: {total:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_svg(args.out / "vs_dspy.svg", settings, SVG_TITLE)
+    write_svg(args.out / f"{stem}.svg", settings, svg_title)
     machine = machine_info()
     command = "python benchmarks/vs_dspy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = [
-        f"# Ours vs DSPy MIPROv2 on Banking77: sample efficiency ({SIMULATED})",
+        f"# Ours vs DSPy MIPROv2 on {title}: sample efficiency ({SIMULATED})",
         "",
         f"**{SIMULATED}.** Policy and meta-model of both systems are the project's simulated LLM "
         "(`mipro.simllm`): these numbers show how the two optimizers use a budget of calls against the same "
@@ -821,9 +851,12 @@ def main(argv: list[str] | None = None) -> None:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + f"; code: git {git_state()}.",
         f"Data: {data.source}; pools per replicate: train {POOL_SIZES['train']}, "
         f"online {POOL_SIZES['online']}, "
-        f"val {POOL_SIZES['val']}, test {args.test_size} rows of train.csv (seeded permutation).",
+        f"val {POOL_SIZES['val']}, test {args.test_size} rows of "
+        + ("train.csv" if args.dataset == "banking77" else "the train split")
+        + " (seeded permutation).",
+        *([] if stem == "vs_dspy" else [f"Simulated LLM profile: {args.simllm_profile}."]),
         "",
-        "![test accuracy vs rollouts](vs_dspy.svg)",
+        f"![test accuracy vs rollouts]({stem}.svg)",
         "",
         "```",
         text.rstrip(),
@@ -831,7 +864,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "See the module docstring of `benchmarks/vs_dspy.py` for the set-up of both systems.",
     ]
-    (args.out / "vs_dspy.md").write_text("\n".join(md) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(md) + "\n")
     raw = {
         "simulated_llm": True,
         "command": command.strip(),
@@ -839,8 +872,8 @@ def main(argv: list[str] | None = None) -> None:
         "versions": versions(),
         "runs": [asdict(r) for r in records],
     }
-    (args.out / "vs_dspy.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
-    print(f"wrote vs_dspy.md, vs_dspy.svg and vs_dspy.json in {args.out}", file=sys.stderr)
+    (args.out / f"{stem}.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    print(f"wrote {stem}.md, {stem}.svg and {stem}.json in {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run the simulated LLM: `python -m mipro.simllm --port 8300 [--latency-ms 50] [--rate-429 0.05] ...`.
+"""Run the simulated LLM: `python -m mipro.simllm --port 8300 [--profile hard] [--latency-ms 50] ...`.
 
 Settings come from SIMLLM_<FIELD> environment variables, then from these flags.
 """
@@ -13,6 +13,7 @@ from mipro.simllm.app import create_app
 from mipro.simllm.settings import SimLLMSettings
 
 FLAGS: dict[str, type] = {
+    "profile": str,  # "default" or "hard" (see mipro.simllm.classifier)
     "default_model": str,
     "seed": int,
     "latency_ms": float,

@@ -7,6 +7,20 @@ and the best label wins (ties broken by a hash). Then, with a deterministic chan
 first few demos or hinted labels (zero-shot confusion) and grows with the prompt's length past the knee
 and with the number of demos past `demo_knee` (distraction), the model answers the 2nd-best label or the
 label of a random demo instead. Nothing here knows any dataset.
+
+The "hard" profile (`SimLLMSettings(profile="hard")`, `settings.HARD_PROFILE`) keeps these mechanics and
+changes what it takes to reach the model's ceiling:
+- Understanding comes slower: zero-shot confusion 0.6 (not 0.45) clears only after 8 units of
+  understanding (not 3). A demo is one unit, and so is a label the instruction states hints for (not
+  1/6): label hints, which only some instructions state (the baseline states none; a proposed
+  instruction states rules for some of the labels of the examples it was grounded in), are what
+  separates a good prompt from a random demo set. Hints also weigh more in the scores (3, not 2).
+- Which demos matters: demos repeating a label already shown count no further unit
+  (`distinct_demo_labels`), so a set of 4 demos over 2 labels is worth a set of 2.
+- Demo order matters (`demo_recency`): the demo at position i of n weighs
+  1 - demo_recency * (n - 1 - i) / (n - 1) in the demo score (the last demo 1, the first 1/4), and a
+  distracted answer copies a demo's label chosen with the same weights, so reordering the same demos
+  changes answers.
 """
 
 from __future__ import annotations
@@ -71,19 +85,29 @@ def _similarity(a: frozenset[str], b: frozenset[str], df: dict[str, int]) -> flo
     return sum(1.0 / df.get(w, 1) for w in a & b) / union if union else 0.0
 
 
-def _demo_score(query: frozenset[str], demo_queries: list[frozenset[str]], df: dict[str, int]) -> float:
-    return max((_similarity(query, d, df) for d in demo_queries), default=0.0)
+def _demo_score(
+    query: frozenset[str], demo_queries: list[tuple[frozenset[str], float]], df: dict[str, int]
+) -> float:
+    return max((weight * _similarity(query, d, df) for d, weight in demo_queries), default=0.0)
+
+
+def position_weights(n: int, recency: float) -> list[float]:
+    """The weight of each of n demos by position: 1 for the last, 1 - recency for the first."""
+    if n < 2:
+        return [1.0] * n
+    return [1.0 - recency * (n - 1 - i) / (n - 1) for i in range(n)]
 
 
 def score_labels(view: PromptView, settings: SimLLMSettings) -> dict[str, float]:
     """The score of every allowed label for the view's query."""
     query = content_stems(view.query)
     canonical = {x.lower(): x for x in view.labels}
-    by_label: dict[str, list[frozenset[str]]] = {}
-    for demo in view.demos:
+    by_label: dict[str, list[tuple[frozenset[str], float]]] = {}
+    weights = position_weights(len(view.demos), settings.demo_recency)
+    for demo, weight in zip(view.demos, weights, strict=True):
         label = canonical.get(demo.label.lower())
         if label is not None:
-            by_label.setdefault(label, []).append(content_stems(demo.query))
+            by_label.setdefault(label, []).append((content_stems(demo.query), weight))
     df: dict[str, int] = {}
     for label in view.labels:
         for w in view.hints.get(label, frozenset()) | label_stems(label):
@@ -104,7 +128,8 @@ def rank_labels(scores: dict[str, float], key: str) -> list[str]:
 def distraction_chance(view: PromptView, settings: SimLLMSettings) -> float:
     """The chance of not answering the best label: zero-shot confusion plus context distraction."""
     demos = len(view.demos)
-    understanding = (demos + len(view.hints) / settings.hints_per_demo) / settings.confusion_demos
+    taught = len({d.label.lower() for d in view.demos}) if settings.distinct_demo_labels else demos
+    understanding = (taught + len(view.hints) / settings.hints_per_demo) / settings.confusion_demos
     confusion = settings.zero_shot_confusion * max(0.0, 1.0 - understanding)
     overflow = max(0, view.chars - settings.context_knee_chars) / settings.context_knee_chars
     crowd = max(0, demos - settings.demo_knee)
@@ -112,9 +137,23 @@ def distraction_chance(view: PromptView, settings: SimLLMSettings) -> float:
     return min(settings.max_distraction, chance)
 
 
-def _distractor(view: PromptView, ranked: list[str], key: str) -> str:
-    labels = [d.label for d in view.demos if d.label in view.labels]
+def _pick_weighted(labels: list[str], weights: list[float], u: float) -> str:
+    """The label at the point u in [0, 1) of the weights' cumulative sum."""
+    target, acc = u * sum(weights), 0.0
+    for label, weight in zip(labels, weights, strict=True):
+        acc += weight
+        if target < acc:
+            return label
+    return labels[-1]
+
+
+def _distractor(view: PromptView, ranked: list[str], key: str, recency: float) -> str:
+    weights = position_weights(len(view.demos), recency)
+    shown = [(d.label, w) for d, w in zip(view.demos, weights, strict=True) if d.label in view.labels]
+    labels = [label for label, _ in shown]
     if labels and unit(key, "demo-or-second") < 0.5:
+        if recency > 0:
+            return _pick_weighted(labels, [w for _, w in shown], unit(key, "which-demo"))
         return labels[int(unit(key, "which-demo") * len(labels))]
     return ranked[1] if len(ranked) > 1 else ranked[0]
 
@@ -126,5 +165,5 @@ def decide(view: PromptView, settings: SimLLMSettings, key: str) -> Decision | N
     ranked = rank_labels(score_labels(view, settings), key)
     chance = distraction_chance(view, settings)
     distracted = unit(key, "distract") < chance
-    label = _distractor(view, ranked, key) if distracted else ranked[0]
+    label = _distractor(view, ranked, key, settings.demo_recency) if distracted else ranked[0]
     return Decision(label=label, best=ranked[0], distracted=distracted, distraction_chance=chance)

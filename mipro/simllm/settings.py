@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import os
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 ENV_PREFIX = "SIMLLM_"
+Profile = Literal["default", "hard"]
+
+# The "hard" profile: a model whose best prompt is far from what its baseline or a random demo set
+# reaches, so that an optimizer's budget decides how close it gets (see `classifier`'s docstring).
+HARD_PROFILE: dict[str, object] = {
+    "zero_shot_confusion": 0.65,  # a bare prompt is more often wrong ...
+    "confusion_demos": 10,  # ... and it takes 10 units of understanding, not 3, to clear that
+    "hints_per_demo": 1.0,  # a label the instruction gives hints for is worth one demo
+    "hint_weight": 3.0,
+    "distinct_demo_labels": True,  # demos repeating a label teach nothing more
+    "demo_recency": 0.75,  # the first demo weighs 1/4 of the last: order matters
+}
 
 
 class SimLLMSettings(BaseModel):
@@ -16,6 +29,7 @@ class SimLLMSettings(BaseModel):
     earlier identical requests, so a retried request can succeed and runs are reproducible.
     """
 
+    profile: Profile = "default"
     default_model: str = "weak-classifier-1"
     seed: int = 0
     latency_ms: float = Field(default=0.0, ge=0)
@@ -41,6 +55,17 @@ class SimLLMSettings(BaseModel):
     demo_knee: int = Field(default=4, ge=0)
     demo_distraction: float = Field(default=0.05, ge=0)
     max_distraction: float = Field(default=0.85, ge=0, le=1)
+    # Off by default (the "hard" profile turns them on): see `mipro.simllm.classifier`.
+    distinct_demo_labels: bool = False
+    demo_recency: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        """A profile fills in its values for every field not given explicitly."""
+        if isinstance(data, dict) and data.get("profile") == "hard":
+            return {**HARD_PROFILE, **data}
+        return data
 
     @model_validator(mode="after")
     def _rates_sum(self) -> SimLLMSettings:
