@@ -1,6 +1,7 @@
 """Benchmark: sample efficiency of our MIPRO service vs DSPy 3.x MIPROv2 on Banking77 (SIMULATED LLM).
 
     python benchmarks/vs_dspy.py [--quick] [--replicates 5] [--seed 0] [--test-size 500] [--out DIR]
+        [--systems light,medium] [--fractions 1/2,1]
 
 Both systems are judged by the same model: the simulated LLM (`mipro.simllm`), started in-process as an
 OpenAI-compatible server, is the task (policy) model "sim-small" and the meta (prompt) model "sim-meta" of
@@ -696,7 +697,7 @@ async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[RunReco
     key = "sk_env_bench_" + uuid.uuid4().hex[:8]
     os.environ["ENVIRONMENT_API_KEY"] = key
     counter = CallCounter(create_simllm(SimLLMSettings()))
-    autos = ["light"] if args.quick else ["light", "medium"]
+    autos = ["light"] if args.quick else [a for a in ("light", "medium") if a in args.systems]
     records: list[RunRecord] = []
     with BackgroundServer(counter) as llm, BackgroundServer(create_banking77(data, api_key=key)) as app:
         env = await WorkflowEnvironment.start_local(
@@ -718,7 +719,7 @@ async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[RunReco
                     dspy_runs[auto] = rec
                     records.append(rec)
                     _progress(rec)
-                budgets = budget_settings(dspy_runs, args.quick)
+                budgets = budget_settings(dspy_runs, args.quick, args.fractions)
                 for setting, budget in budgets:
                     rec = await run_ours(
                         env, app.url, llm.url, counter, pools, plan_for(budget), setting, seed
@@ -731,11 +732,16 @@ async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[RunReco
     return records
 
 
-def budget_settings(dspy_runs: dict[str, RunRecord], quick: bool) -> list[tuple[str, int]]:
-    """Our budgets: each DSPy setting's rollouts x 1 and x 1/2, plus light x 1/4 and x 1/8 (a curve)."""
+def budget_settings(
+    dspy_runs: dict[str, RunRecord], quick: bool, only: list[str] | None = None
+) -> list[tuple[str, int]]:
+    """Our budgets: each DSPy setting's rollouts x 1 and x 1/2, plus light x 1/4 and x 1/8 (a curve).
+    `only`: keep just these fractions (e.g. ["1/2"])."""
     fractions = {"light": ["1/8", "1/4", "1/2", "1"], "medium": ["1/2", "1"]}
     if quick:
         fractions = {"light": ["1/4", "1/2", "1"]}
+    if only:
+        fractions = {auto: [f for f in fracs if f in only] for auto, fracs in fractions.items()}
     out: dict[int, str] = {}
     for auto, fracs in fractions.items():
         if auto not in dspy_runs:
@@ -768,7 +774,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--replot", action="store_true", help="only redraw OUT/vs_dspy.svg from OUT/vs_dspy.json (no runs)"
     )
+    parser.add_argument(
+        "--systems", default="light,medium", help="DSPy settings to run, comma-separated (default both)"
+    )
+    parser.add_argument(
+        "--fractions", default="", help="only these budget fractions of ours, e.g. 1/2,1 (default all)"
+    )
     args = parser.parse_args(argv)
+    args.systems = args.systems.split(",")
+    args.fractions = [f for f in args.fractions.split(",") if f]
     if args.replot:
         saved = json.loads((args.out / "vs_dspy.json").read_text())
         records = [RunRecord(**r) for r in saved["runs"]]
