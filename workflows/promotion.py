@@ -29,6 +29,8 @@ async def promote(job: Job) -> None:
     top = decide.leader(job.summaries(), s.validation, job.m.batch_size)
     if top is None:
         return
+    # Asked right before the validation is scheduled, so its marker always sits next to that command.
+    pooling = workflow.patched(POOLED_EVIDENCE_PATCH)
     out = await evaluate(job, _label(top.key), job.compile(top.choice), job.m.val_seeds, "validation")
     job.account(out.outcomes)
     if not out.ran:
@@ -43,7 +45,7 @@ async def promote(job: Job) -> None:
         return
     incumbent = s.best_key or job.baseline.key
     await _complete_incumbent(job, incumbent, top.key)
-    found = _pooled(job, top, incumbent) if _pooling(job, incumbent) else None
+    found = _pooled(job, top, incumbent) if pooling and not _legacy(job, incumbent) else None
     improved = found.promote if found is not None else _beats(job, top.key, incumbent)
     _report(job, top, improved, found)
     if improved:
@@ -89,10 +91,6 @@ def _beats(job: Job, challenger: str, incumbent: str) -> bool:
     if not shared:
         return False  # nothing to compare on: the incumbent stays
     return (mean([mine[x] for x in shared]) or 0.0) > (mean([theirs[x] for x in shared]) or 0.0)
-
-
-def _pooling(job: Job, incumbent: str) -> bool:
-    return not _legacy(job, incumbent) and workflow.patched(POOLED_EVIDENCE_PATCH)
 
 
 def _pooled(job: Job, top: CandidateSummary, incumbent: str) -> evidence.Evidence:
