@@ -2,6 +2,7 @@
 
     python benchmarks/vs_dspy.py [--quick] [--replicates 5] [--seed 0] [--test-size 500] [--out DIR]
         [--dataset banking77|clinc150] [--simllm-profile default|hard]
+        [--systems light,medium] [--fractions 1/2,1]
 
 Both systems are judged by the same model: the simulated LLM (`mipro.simllm`), started in-process as an
 OpenAI-compatible server, is the task (policy) model "sim-small" and the meta (prompt) model "sim-meta" of
@@ -93,6 +94,7 @@ POOL_SIZES = {"train": 100, "online": 240, "val": 100}
 SVG_TITLE = f"Banking77: test accuracy vs rollouts, ours vs DSPy MIPROv2 ({SIMULATED})"
 PROFILES = ("default", "hard")
 EPS = 1e-9  # accuracies are means of 0/1 scores: compare them up to float rounding
+VAL_ROWS_SMALL = 32  # validation rows a small budget buys at least (two minibatches), see plan_for
 
 
 # ---- the simulated LLM, counted ------------------------------------------------------------------
@@ -309,10 +311,12 @@ def plan_for(budget: int) -> Plan:
 
     Bootstrap and validation pools grow with the budget (more demos for the proposer, a less noisy
     promotion), minibatches too; then as many iterations of up to 4 trials as fit, validating every
-    2 iterations.
+    2 iterations. Validation gets 6% of the budget, but a small budget at least VAL_ROWS_SMALL rows (or
+    10% of it, if less): 17 rows cannot tell a 0.45 prompt from a 0.30 one reliably. (Compared with the
+    old 6% on splits 100-104 and 110-117 at light x 1/2: the same accuracy within noise.)
     """
     n_boot = max(16, min(POOL_SIZES["train"], round(0.12 * budget)))
-    n_val = max(16, min(POOL_SIZES["val"], round(0.06 * budget)))
+    n_val = max(16, min(POOL_SIZES["val"], round(max(0.06 * budget, min(0.10 * budget, VAL_ROWS_SMALL)))))
     batch = 8 if budget < 200 else 16 if budget < 1000 else 24
     best = Plan(n_boot, n_val, 1, 1, batch, 2)
     for iterations in range(1, 60):
@@ -711,7 +715,7 @@ async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
     key = "sk_env_bench_" + uuid.uuid4().hex[:8]
     os.environ["ENVIRONMENT_API_KEY"] = key
     counter = CallCounter(create_simllm(SimLLMSettings(profile=args.simllm_profile)))
-    autos = ["light"] if args.quick else ["light", "medium"]
+    autos = ["light"] if args.quick else [a for a in ("light", "medium") if a in args.systems]
     records: list[RunRecord] = []
     with BackgroundServer(counter) as llm, BackgroundServer(data.make_app(key)) as app:
         env = await WorkflowEnvironment.start_local(
@@ -733,7 +737,7 @@ async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
                     dspy_runs[auto] = rec
                     records.append(rec)
                     _progress(rec)
-                budgets = budget_settings(dspy_runs, args.quick)
+                budgets = budget_settings(dspy_runs, args.quick, args.fractions)
                 for setting, budget in budgets:
                     rec = await run_ours(
                         env, app.url, llm.url, counter, pools, plan_for(budget), setting, seed, data.config
@@ -746,11 +750,16 @@ async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
     return records
 
 
-def budget_settings(dspy_runs: dict[str, RunRecord], quick: bool) -> list[tuple[str, int]]:
-    """Our budgets: each DSPy setting's rollouts x 1 and x 1/2, plus light x 1/4 and x 1/8 (a curve)."""
+def budget_settings(
+    dspy_runs: dict[str, RunRecord], quick: bool, only: list[str] | None = None
+) -> list[tuple[str, int]]:
+    """Our budgets: each DSPy setting's rollouts x 1 and x 1/2, plus light x 1/4 and x 1/8 (a curve).
+    `only`: keep just these fractions (e.g. ["1/2"])."""
     fractions = {"light": ["1/8", "1/4", "1/2", "1"], "medium": ["1/2", "1"]}
     if quick:
         fractions = {"light": ["1/4", "1/2", "1"]}
+    if only:
+        fractions = {auto: [f for f in fracs if f in only] for auto, fracs in fractions.items()}
     out: dict[int, str] = {}
     for auto, fracs in fractions.items():
         if auto not in dspy_runs:
@@ -787,7 +796,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--simllm-profile", choices=PROFILES, default="default", help="the simulated LLM's profile"
     )
+    parser.add_argument(
+        "--systems", default="light,medium", help="DSPy settings to run, comma-separated (default both)"
+    )
+    parser.add_argument(
+        "--fractions", default="", help="only these budget fractions of ours, e.g. 1/2,1 (default all)"
+    )
     args = parser.parse_args(argv)
+    args.systems = args.systems.split(",")
+    args.fractions = [f for f in args.fractions.split(",") if f]
     stem = output_stem(args.dataset, args.simllm_profile)
     title = {"banking77": "Banking77", "clinc150": "CLINC150"}[args.dataset]
     if args.simllm_profile != "default":

@@ -1,5 +1,7 @@
 """Promotion: the leader (best shrunk paired lift, not yet validated) is evaluated on the validation seeds
-and becomes the best candidate if it beats the incumbent there, compared on the seeds both scored.
+and becomes the best candidate if it beats the incumbent, compared on the seeds both scored: on the
+validation seeds alone (histories from before POOLED_EVIDENCE_PATCH), or on the validation and minibatch
+seeds together (`mipro.evidence`: a posterior over the paired difference of means).
 
 A validation in which no rollout scored has no score: it is reported and decides nothing (the leader stays
 unvalidated and is tried again at the next promotion).
@@ -8,10 +10,12 @@ unvalidated and is tried again at the next promotion).
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from mipro import evidence
     from mipro import search as decide
     from mipro.activity_models import EvaluateOutput
     from mipro.job_models import CandidateSummary, ValidationRecord
@@ -21,31 +25,42 @@ with workflow.unsafe.imports_passed_through():
 from mipro.workflows.evaluation import EvaluationRequest, evaluate
 from mipro.workflows.job import Job
 
+POOLED_EVIDENCE_PATCH = "promotion-pooled-evidence"
+
 
 async def promote(job: Job) -> None:
     """Validate the leader now (alone), and decide."""
-    pending = promotion_request(job)
-    if pending is not None:
-        top, request = pending
-        out = await evaluate(job, request.label, request.candidate, request.seeds, request.pool)
-        await conclude_promotion(job, top, out)
+    promotion = promotion_request(job)
+    if promotion is not None:
+        r = promotion.request
+        out = await evaluate(job, r.label, r.candidate, r.seeds, r.pool)
+        await conclude_promotion(job, promotion, out)
 
 
-def promotion_request(
-    job: Job, busy: Collection[str] = ()
-) -> tuple[CandidateSummary, EvaluationRequest] | None:
+@dataclass(frozen=True)
+class Promotion:
+    """A leader on its way to validation, and how its validation will be decided."""
+
+    top: CandidateSummary
+    request: EvaluationRequest
+    pooling: bool  # decided on validation and minibatch evidence together (POOLED_EVIDENCE_PATCH)
+
+
+def promotion_request(job: Job, busy: Collection[str] = ()) -> Promotion | None:
     """The leader (not validated, not in `busy`) and its evaluation on the validation seeds; None: no
     candidate is promising."""
     top = decide.leader(job.summaries(), [*job.s.validation, *busy], job.m.batch_size)
     if top is None:
         return None
+    # Asked right before the validation is scheduled, so its marker always sits next to that command.
+    pooling = workflow.patched(POOLED_EVIDENCE_PATCH)
     request = EvaluationRequest(_label(top.key), job.compile(top.choice), job.m.val_seeds, "validation")
-    return top, request
+    return Promotion(top, request, pooling)
 
 
-async def conclude_promotion(job: Job, top: CandidateSummary, out: EvaluateOutput) -> None:
+async def conclude_promotion(job: Job, promotion: Promotion, out: EvaluateOutput) -> None:
     """Record the leader's validation and make it the best candidate if it beats the incumbent there."""
-    s = job.s
+    s, top, pooling = job.s, promotion.top, promotion.pooling
     job.account(out.outcomes)
     if not out.ran:
         return
@@ -59,8 +74,9 @@ async def conclude_promotion(job: Job, top: CandidateSummary, out: EvaluateOutpu
         return
     incumbent = s.best_key or job.baseline.key
     await _complete_incumbent(job, incumbent, top.key)
-    improved = _beats(job, top.key, incumbent)
-    _report(job, top, improved)
+    found = _pooled(job, top, incumbent) if pooling and not _legacy(job, incumbent) else None
+    improved = found.promote if found is not None else _beats(job, top.key, incumbent)
+    _report(job, top, improved, found)
     if improved:
         s.best_key = top.key
 
@@ -106,6 +122,18 @@ def _beats(job: Job, challenger: str, incumbent: str) -> bool:
     return (mean([mine[x] for x in shared]) or 0.0) > (mean([theirs[x] for x in shared]) or 0.0)
 
 
+def _pooled(job: Job, top: CandidateSummary, incumbent: str) -> evidence.Evidence:
+    """The decision from the validation and minibatch scores of both, each paired on shared seeds."""
+    s = job.s
+    incumbent_hash = job.compile(decide.choice_of(incumbent)).content_hash
+    return evidence.decide(
+        s.validation_seeds[top.key],
+        s.validation_seeds.get(incumbent, {}),
+        s.online_cache.get(top.candidate_hash, {}),
+        s.online_cache.get(incumbent_hash, {}),
+    )
+
+
 def _legacy(job: Job, key: str) -> bool:
     """State carried from a run that kept validation means only (no per-seed scores): compare the means."""
     return key in job.s.validation and key not in job.s.validation_seeds
@@ -115,14 +143,18 @@ def _label(key: str) -> str:
     return f"val-{key.replace('|', '_').replace(':', '-')}"
 
 
-def _report(job: Job, top: CandidateSummary, improved: bool) -> None:
+def _report(job: Job, top: CandidateSummary, improved: bool, found: evidence.Evidence | None) -> None:
     s = job.s
     score = s.validation[top.key]
     num_seeds = len(s.validation_seeds.get(top.key, {})) or len(job.m.val_seeds)
+    why = {"evidence": found.model_dump()} if found is not None else {}
+    message = f"validation of {top.key}: {score:.3f}"
+    if found is not None:
+        message += f"; P(better than the incumbent | validation and minibatch) = {found.p_better:.2f}"
     job.emit(
         "mipro.fulleval.complete",
-        f"validation of {top.key}: {score:.3f}",
-        {"iteration": s.iteration, "candidate": top.key, "score": score, "num_seeds": num_seeds},
+        message,
+        {"iteration": s.iteration, "candidate": top.key, "score": score, "num_seeds": num_seeds, **why},
     )
     s.validations.append(
         ValidationRecord(
@@ -144,5 +176,6 @@ def _report(job: Job, top: CandidateSummary, improved: bool) -> None:
                 "best_score": score,
                 "minibatch_score": top.minibatch_score,
                 "cumulative_trials": len(s.trials),
+                **why,
             },
         )

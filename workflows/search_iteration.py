@@ -81,7 +81,7 @@ async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
     s = job.s
     promotion = promotion_request(job) if s.promotion_due else None
     s.promotion_due = False
-    busy = [promotion[0].key] if promotion else []
+    busy = [promotion.top.key] if promotion else []
     choices = await _suggest(job, busy=busy, local=True)
     if not choices:
         return False
@@ -91,7 +91,7 @@ async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
     if missing:
         requests.insert(0, EvaluationRequest(f"baseline-i{s.iteration:04d}", baseline, missing, "online"))
     if promotion:
-        requests.append(promotion[1])
+        requests.append(promotion.request)
     results = await evaluate_together(job, _label(job), requests)
     outs = dict(zip([r.label for r in requests], results, strict=True))
     if missing:
@@ -103,7 +103,7 @@ async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
         if out.ran:
             record_trial(job, choice, seeds, out)
     if promotion:
-        await conclude_promotion(job, promotion[0], outs[promotion[1].label])
+        await conclude_promotion(job, promotion, outs[promotion.request.label])
     return True
 
 
