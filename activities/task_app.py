@@ -137,13 +137,18 @@ class _ItemRun:
     inp: EvaluateInput
     state: EvaluationProgress
     version: str | None = None
+    _last: tuple[tuple[int, Usage], dict[str, Any]] | None = None
 
     def snapshot(self, registry: Registry) -> dict[str, Any]:
-        """The heartbeat's record of this evaluation (what it has committed, while its version lives)."""
+        """The heartbeat's record of this evaluation (what it has committed, while its version lives).
+        Dumped again only when it changed: a batch heartbeats every item every second."""
         if self.version is not None:
             self.state.attempt_committed = registry.committed(self.version)
         self.state.done = len(self.state.finished)
-        return self.state.model_dump(mode="json")
+        key = (self.state.done, self.state.attempt_committed)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.state.model_dump(mode="json"))
+        return self._last[1]
 
 
 def remaining_allowance(inp: EvaluateInput, spent: Usage) -> Usage | None | Literal["exhausted"]:
