@@ -80,11 +80,11 @@ async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
     space is exhausted."""
     s = job.s
     promotion = promotion_request(job) if s.promotion_due else None
-    s.promotion_due = False
     busy = [promotion.top.key] if promotion else []
     choices = await _suggest(job, busy=busy, local=True)
     if not choices:
-        return False
+        return False  # the due promotion runs alone after the search
+    s.promotion_due = False
     requests, trials = trial_requests(job, choices, seeds)
     baseline = job.compile(job.baseline)
     missing = [x for x in seeds if x not in s.online_cache.get(baseline.content_hash, {})]

@@ -25,19 +25,24 @@ def trial_requests(
     for index, choice in enumerate(choices):
         if job.s.stop_reason is not None or job.check_termination(planned=index):
             break
-        label = f"trial-{first_trial + index:04d}"
-        job.emit(
-            "mipro.trial.started",
-            f"trial {first_trial + index}",
-            {"iteration": job.s.iteration, "trial": first_trial + index, "candidate": choice.key},
-        )
-        candidate = job.compile(choice)
-        cached = job.s.online_cache.get(candidate.content_hash, {})
-        todo = [x for x in seeds if x not in cached]
-        if todo:
-            requests.append(EvaluationRequest(label, candidate, todo, "online"))
-        trials.append((choice, label))
+        request = start_trial(job, first_trial + index, choice, seeds)
+        if request.seeds:
+            requests.append(request)
+        trials.append((choice, request.label))
     return requests, trials
+
+
+def start_trial(job: Job, trial: int, choice: CandidateChoice, seeds: list[int]) -> EvaluationRequest:
+    """Announce a trial; its evaluation on the seeds its candidate has no score on yet (maybe none)."""
+    job.emit(
+        "mipro.trial.started",
+        f"trial {trial}",
+        {"iteration": job.s.iteration, "trial": trial, "candidate": choice.key},
+    )
+    candidate = job.compile(choice)
+    cached = job.s.online_cache.get(candidate.content_hash, {})
+    todo = [x for x in seeds if x not in cached]
+    return EvaluationRequest(f"trial-{trial:04d}", candidate, todo, "online")
 
 
 def record_trial(job: Job, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:

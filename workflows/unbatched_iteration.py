@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
 
 from mipro.workflows.evaluation import evaluate
 from mipro.workflows.job import Job
-from mipro.workflows.trials import record_trial
+from mipro.workflows.trials import record_trial, start_trial
 
 
 async def ensure_baseline_on(job: Job, seeds: list[int]) -> None:
@@ -36,19 +36,12 @@ async def run_trials(job: Job, choices: list[CandidateChoice], seeds: list[int])
             await job.gate()
             if job.s.stop_reason is not None or job.check_termination(planned=index):
                 return None
-            job.emit(
-                "mipro.trial.started",
-                f"trial {first_trial + index}",
-                {"iteration": job.s.iteration, "trial": first_trial + index, "candidate": choice.key},
-            )
-            candidate = job.compile(choice)
-            cached = job.s.online_cache.get(candidate.content_hash, {})
-            todo = [s for s in seeds if s not in cached]
-            if not todo:
+            request = start_trial(job, first_trial + index, choice, seeds)
+            if not request.seeds:
                 return EvaluateOutput(outcomes=[])
             sharing = min(len(choices), job.m.max_parallel_trials)
             return await evaluate(
-                job, f"trial-{first_trial + index:04d}", candidate, todo, "online", sharing=sharing
+                job, request.label, request.candidate, request.seeds, "online", sharing=sharing
             )
 
     outs = await asyncio.gather(*(trial(i, c) for i, c in enumerate(choices)))
