@@ -32,13 +32,15 @@ from mipro.workflows.task_app_health import wait_out_outage
 
 @dataclass(frozen=True)
 class EvaluationRequest:
-    """What to evaluate: a candidate on seeds of a pool (`capture`: keep good rollouts as demos)."""
+    """What to evaluate: a candidate on seeds of a pool (`capture`: keep good rollouts as demos; `final`:
+    part of the final test evaluation, which spends the budget kept back for it)."""
 
     label: str
     candidate: CompiledCandidate
     seeds: list[int]
     pool: PoolName
     capture: bool = False
+    final: bool = False
 
 
 TRANSIENT_ERRORS = frozenset({"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"})
@@ -63,7 +65,7 @@ async def evaluate(
     """
     out = await _run_once(job, label, candidate, seeds, pool, capture, final, sharing)
     return await _rerun_failed(
-        job, EvaluationRequest(label, candidate, seeds, pool, capture), out, final, sharing
+        job, EvaluationRequest(label, candidate, seeds, pool, capture, final), out, sharing
     )
 
 
@@ -73,24 +75,24 @@ async def evaluate_together(job: Job, label: str, requests: list[EvaluationReque
     `max_parallel_trials` of them have rollouts in flight at a time. Each is fitted to the budgets in
     order (what fits of it runs), and its failed rollouts are run again as `evaluate` does."""
     await job.gate()
-    prepared = [_prepare(job, r, final=False, concurrency=job.m.max_concurrent) for r in requests]
+    prepared = [_prepare(job, r, final=r.final, concurrency=job.m.max_concurrent) for r in requests]
     runnable = [p for p in prepared if not isinstance(p, EvaluateOutput)]
     ran = iter(await _run_batch(job, label, runnable) if runnable else [])
     outs = [p if isinstance(p, EvaluateOutput) else _checked(job, p[0].label, next(ran)) for p in prepared]
     # Re-runs are small (the failed seeds); side by side they split max_concurrent.
     sharing = len(requests)
-    reruns = (_rerun_failed(job, r, out, False, sharing) for r, out in zip(requests, outs, strict=True))
+    reruns = (_rerun_failed(job, r, out, sharing) for r, out in zip(requests, outs, strict=True))
     return list(await asyncio.gather(*reruns))
 
 
 async def _rerun_failed(
-    job: Job, request: EvaluationRequest, out: EvaluateOutput, final: bool, sharing: int
+    job: Job, request: EvaluationRequest, out: EvaluateOutput, sharing: int
 ) -> EvaluateOutput:
     """Run the rollouts that failed on a transient error again, after each pause of
     mipro.rerun_delays_seconds (about a minute in all: longer than an app restart), each after a health
     check that waits out an outage. A seed still failing after the last, with the app answering, fails
     for a reason of its own: it is an error, and later evaluations try it once instead of waiting again."""
-    label, pool = request.label, request.pool
+    label, pool, final = request.label, request.pool, request.final
     for rerun, delay in enumerate(job.m.rerun_delays_seconds, start=1):
         failed = [
             o for o in out.outcomes if o.error in TRANSIENT_ERRORS and not _known_bad(job, pool, o.seed)

@@ -9,13 +9,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
+    from mipro.activity_models import EvaluateOutput
     from mipro.budget import ERROR_STOPS
     from mipro.compile import render_ready_messages
     from mipro.job_models import BestPrompt, CandidateSummary, JobStatus, OptimizationResult, StagePayload
     from mipro.results import mean, spearman
     from mipro.types import ChatMessage
 
-from mipro.workflows.evaluation import evaluate
+from mipro.workflows.evaluation import EvaluationRequest, evaluate
 from mipro.workflows.job import Job
 
 
@@ -24,8 +25,34 @@ async def finish(job: Job) -> OptimizationResult:
         return stopped_on_errors(job)
     await job.gate()  # a pause that arrived during the last promotion holds the final evaluation
     job.set_phase("final_eval")
+    best_out, base_out = await _test_evaluations(job)
+    best_test = mean([o.score for o in best_out.outcomes if o.score is not None])
+    base_test = mean([o.score for o in base_out.outcomes if o.score is not None])
+    job.set_phase("done")
+    job.emit(
+        "mipro.job.completed",
+        f"done: test {base_test} -> {best_test}",
+        {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": job.s.stop_reason},
+    )
+    return result(job, "succeeded", test_scores=(base_test, best_test))
+
+
+def baseline_test_request(job: Job) -> EvaluationRequest:
+    return EvaluationRequest("test-baseline", job.compile(job.baseline), job.m.test_pool, "test", final=True)
+
+
+async def _test_evaluations(job: Job) -> tuple[EvaluateOutput, EvaluateOutput]:
+    """The best candidate's and the baseline's test outputs (the same when the best is the baseline). The
+    baseline's ran beside the last promotions when the search ended there (`job.baseline_test`)."""
     best = decide.choice_of(job.s.best_key or job.baseline.key)
     test = job.m.test_pool
+    base_out = job.baseline_test
+    if base_out is not None:
+        if best.key == job.baseline.key:
+            return base_out, base_out
+        best_out = await evaluate(job, "test-best", job.compile(best), test, "test", final=True)
+        job.account(best_out.outcomes)
+        return best_out, base_out
     runs = [evaluate(job, "test-best", job.compile(best), test, "test", final=True, sharing=2)]
     if best.key != job.baseline.key:
         runs.append(
@@ -34,15 +61,7 @@ async def finish(job: Job) -> OptimizationResult:
     outs = await asyncio.gather(*runs)
     for out in outs:
         job.account(out.outcomes)
-    best_test = mean([o.score for o in outs[0].outcomes if o.score is not None])
-    base_test = mean([o.score for o in outs[-1].outcomes if o.score is not None])
-    job.set_phase("done")
-    job.emit(
-        "mipro.job.completed",
-        f"done: test {base_test} -> {best_test}",
-        {"best_score": best_test, "baseline_test_score": base_test, "stop_reason": job.s.stop_reason},
-    )
-    return result(job, "succeeded", test_scores=(base_test, best_test))
+    return outs[0], outs[-1]
 
 
 def _proxy_agreement(job: Job, summaries: list[CandidateSummary]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.results import mean
     from mipro.types import SeedOutcome
 
-from mipro.workflows.evaluation import EvaluationRequest, evaluate
+from mipro.workflows.evaluation import EvaluationRequest, evaluate, evaluate_together
 from mipro.workflows.job import Job
 
 POOLED_EVIDENCE_PATCH = "promotion-pooled-evidence"
@@ -35,6 +35,21 @@ async def promote(job: Job) -> None:
         r = promotion.request
         out = await evaluate(job, r.label, r.candidate, r.seeds, r.pool)
         await conclude_promotion(job, promotion, out)
+
+
+async def promote_last(job: Job, due: bool, beside: list[EvaluationRequest]) -> list[EvaluateOutput]:
+    """The search's last promotions (the one due, if any, and the last leader's) as one activity with
+    `beside`, evaluations that do not depend on them (the baseline's test), sharing the rollout slots;
+    decided in that order. Returns the outputs of `beside`."""
+    promotions: list[Promotion] = []
+    for _ in range(2 if due else 1):
+        promotion = promotion_request(job, busy=[p.top.key for p in promotions])
+        if promotion is not None:
+            promotions.append(promotion)
+    outs = await evaluate_together(job, "closing", [*(p.request for p in promotions), *beside])
+    for promotion, out in zip(promotions, outs, strict=False):
+        await conclude_promotion(job, promotion, out)
+    return outs[len(promotions) :]
 
 
 @dataclass(frozen=True)

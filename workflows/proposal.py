@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,7 +15,11 @@ with workflow.unsafe.imports_passed_through():
     from mipro.proposer.profile import ProposerSettings
     from mipro.results import instruction_scores
 
+from mipro.workflows.baseline_block import ensure_baseline_on, first_block
 from mipro.workflows.job import RETRY, Job
+
+# Runs recorded before it ran the baseline's first block after the proposal round, not beside it.
+BASELINE_DURING_PROPOSAL_PATCH = "baseline-block-during-proposal"
 
 MAX_PROPOSER_EXAMPLES = (
     30  # demos sent to the proposer (each proposal shows a window of them: proposer_effort)
@@ -22,11 +27,23 @@ MAX_PROPOSER_EXAMPLES = (
 
 
 async def propose(job: Job) -> None:
-    """The first round: each stage starts from its baseline and the configured candidates."""
-    for i, stage in enumerate(job.stages):
+    """The first round, while the baseline runs on the first iteration's block: the meta-model's calls
+    leave the rollout slots idle otherwise, and the baseline's scores there do not depend on them."""
+    for stage in job.stages:  # each stage starts from its baseline and the configured candidates
         job.s.instructions.append([stage.baseline_instruction, *job.m.instruction_candidates])
-        await _propose_for_stage(job, i, max(0, job.m.max_instructions - len(job.s.instructions[i])))
+    block = first_block(job) if workflow.patched(BASELINE_DURING_PROPOSAL_PATCH) else []
+    if block:
+        # The baseline goes first: its evaluation reserves its budget allowance before the round asks
+        # for what is left (`proposal_allowance` subtracts what is reserved), so the two cannot overspend.
+        await asyncio.gather(ensure_baseline_on(job, block), _first_round(job))
+    else:
+        await _first_round(job)
     job.set_phase("search")
+
+
+async def _first_round(job: Job) -> None:
+    for i in range(len(job.stages)):
+        await _propose_for_stage(job, i, max(0, job.m.max_instructions - len(job.s.instructions[i])))
 
 
 async def regenerate(job: Job) -> None:

@@ -16,12 +16,14 @@ with workflow.unsafe.imports_passed_through():
     from mipro.minibatches import minibatch_blocks
     from mipro.types import CandidateChoice
 
-from mipro.workflows.evaluation import EvaluationRequest, evaluate_together
+from mipro.workflows.baseline_block import baseline_request, ensure_baseline_on
+from mipro.workflows.evaluation import evaluate_together
+from mipro.workflows.final_evaluation import baseline_test_request
 from mipro.workflows.job import RETRY, Job
-from mipro.workflows.promotion import conclude_promotion, promote, promotion_request
+from mipro.workflows.promotion import conclude_promotion, promote, promote_last, promotion_request
 from mipro.workflows.proposal import regenerate
 from mipro.workflows.trials import record_trial, trial_requests
-from mipro.workflows.unbatched_iteration import ensure_baseline_on, run_trials
+from mipro.workflows.unbatched_iteration import run_trials
 
 FIRST_ITERATION_PATCH = "informative-first-iteration"  # runs recorded before it used the TPE from the start
 REEVALUATE_PATCH = "reevaluate-leader"  # runs recorded before it never ran a candidate twice
@@ -29,6 +31,8 @@ ADAPTIVE_POOL_PATCH = "adaptive-pool"  # runs recorded before it cut the online 
 # Runs recorded before it ran an iteration as several activities (the baseline's block, each trial, the
 # promotion after the trials) and the TPE as a regular activity.
 BATCHED_PATCH = "one-activity-per-iteration"
+# Runs recorded before it ran the last promotions one after the other, and the baseline's test after them.
+CLOSING_PATCH = "closing-batch"
 
 
 async def search(job: Job) -> None:
@@ -57,11 +61,18 @@ async def search(job: Job) -> None:
         job.update_details()
         job.upsert_search_attributes()
         await job.continue_as_new_if_due()
-    if s.stop_reason not in HALTING_STOPS:  # the last iterations' leader, unless the job was stopped
-        if s.promotion_due:
-            s.promotion_due = False
-            await promote(job)
+    if s.stop_reason in HALTING_STOPS:
+        return
+    if batched and workflow.patched(CLOSING_PATCH):
+        due, s.promotion_due = s.promotion_due, False
+        outs = await promote_last(job, due, beside=[baseline_test_request(job)])
+        job.baseline_test = outs[0]
+        job.account(job.baseline_test.outcomes)
+        return
+    if s.promotion_due:  # the last iterations' leader
+        s.promotion_due = False
         await promote(job)
+    await promote(job)
 
 
 async def _iteration(job: Job, seeds: list[int]) -> bool:
@@ -86,18 +97,17 @@ async def _batched_iteration(job: Job, seeds: list[int]) -> bool:
         return False  # the due promotion runs alone after the search
     s.promotion_due = False
     requests, trials = trial_requests(job, choices, seeds)
-    baseline = job.compile(job.baseline)
-    missing = [x for x in seeds if x not in s.online_cache.get(baseline.content_hash, {})]
-    if missing:
-        requests.insert(0, EvaluationRequest(f"baseline-i{s.iteration:04d}", baseline, missing, "online"))
+    baseline = baseline_request(job, seeds)
+    if baseline:
+        requests.insert(0, baseline)
     if promotion:
         requests.append(promotion.request)
     results = await evaluate_together(job, _label(job), requests)
     outs = dict(zip([r.label for r in requests], results, strict=True))
-    if missing:
-        out = outs[requests[0].label]
+    if baseline:
+        out = outs[baseline.label]
         job.account(out.outcomes)
-        job.cache(baseline.content_hash, out.outcomes)
+        job.cache(baseline.candidate.content_hash, out.outcomes)
     for choice, label in trials:
         out = outs[label] if label in outs else EvaluateOutput(outcomes=[])  # nothing new to run
         if out.ran:

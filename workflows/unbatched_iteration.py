@@ -17,16 +17,6 @@ from mipro.workflows.job import Job
 from mipro.workflows.trials import record_trial, start_trial
 
 
-async def ensure_baseline_on(job: Job, seeds: list[int]) -> None:
-    baseline = job.compile(job.baseline)
-    cached = job.s.online_cache.get(baseline.content_hash, {})
-    missing = [s for s in seeds if s not in cached]
-    if missing:
-        out = await evaluate(job, f"baseline-i{job.s.iteration:04d}", baseline, missing, "online")
-        job.account(out.outcomes)
-        job.cache(baseline.content_hash, out.outcomes)
-
-
 async def run_trials(job: Job, choices: list[CandidateChoice], seeds: list[int]) -> None:
     slots = asyncio.Semaphore(job.m.max_parallel_trials)
     first_trial = len(job.s.trials)

@@ -4,6 +4,7 @@ text, so the test knows which prompt the search must find, and record every call
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -366,21 +367,29 @@ async def test_an_iteration_is_one_activity_holding_its_baseline_trials_and_the_
     result = await handle.result()
 
     assert result.status == "succeeded" and result.total_trials > 0
-    batches = [[item.label for item in batch.items] for batch in fakes.batches]
-    assert [b.label for b in fakes.batches] == [f"iteration-{i:04d}" for i in range(len(batches))]
+    *iterations, closing = fakes.batches
+    batches = [[item.label for item in batch.items] for batch in iterations]
+    assert [b.label for b in iterations] == [f"iteration-{i:04d}" for i in range(len(batches))]
     assert all(b.concurrency == config.mipro.max_concurrent for b in fakes.batches)
     assert all(b.max_parallel == config.mipro.max_parallel_trials for b in fakes.batches)
     trials_in_batches = [label for labels in batches for label in labels if label.startswith("trial-")]
     assert trials_in_batches == [f"trial-{t:04d}" for t in range(len(trials_in_batches))]
     assert len(trials_in_batches) <= result.total_trials, "a trial whose seeds were all scored needs none"
-    assert all(labels[0].startswith("baseline-i") for labels in batches), "each block is new to the baseline"
-    # A promotion due after an iteration is validated beside the next iteration's trials (the last one's
-    # alone, after the search): the validations of the first iterations' leaders ride along.
+    # Iteration 0's block was scored for the baseline during the proposal round; each later block is new.
+    assert all(labels[0].startswith("baseline-i") for labels in batches[1:]), "a block new to the baseline"
+    assert not any(label.startswith("baseline-i") for label in batches[0])
+    # A promotion due after an iteration is validated beside the next iteration's trials: the validations
+    # of the first iterations' leaders ride along. After the search one activity holds the last
+    # promotions (the pending one, the last leader's) and the baseline's test, which needs neither.
     riding = [label for labels in batches[1:] for label in labels if label.startswith("val-")]
-    alone = [e.label for e in fakes.evaluations if e.label.startswith("val-") and e.label not in riding]
+    last = [item.label for item in closing.items]
     assert riding, "no validation ran beside an iteration's trials"
-    assert len(alone) <= 2, f"validations run alone: {alone} (after the search: the pending one, the last)"
-    assert len(result.validations) == len(riding) + len(alone)
+    assert closing.label == "closing" and last[-1] == "test-baseline"
+    assert 1 <= len(last[:-1]) <= 2 and all(label.startswith("val-") for label in last[:-1]), last
+    alone = [e.label for e in fakes.evaluations if e.label.startswith("val-")]
+    assert sorted(alone) == sorted(riding + last[:-1]), "every validation ran in a batch"
+    assert len(result.validations) == len(alone)
+    assert result.baseline_test_score is not None and result.best_test_score is not None
     # The TPE ran as a local activity: no activity task for it on the server's queues.
     history = await handle.fetch_history()
     scheduled = [
@@ -390,3 +399,40 @@ async def test_an_iteration_is_one_activity_holding_its_baseline_trials_and_the_
     ]
     assert "suggest_candidates" not in scheduled and "evaluate_candidates" in scheduled
     assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+
+
+@dataclass
+class ProposalWatchingBaseline(FakeActivities):
+    """A proposal round that waits (up to a bound) for the baseline's first block to be evaluated."""
+
+    baseline_started: asyncio.Event = field(default_factory=asyncio.Event)
+    overlapped: list[bool] = field(default_factory=list)
+
+    @activity.defn(name="evaluate_candidate")
+    async def evaluate_candidate(self, inp: EvaluateInput) -> EvaluateOutput:
+        if inp.label == "baseline-i0000":
+            self.baseline_started.set()
+        return await super().evaluate_candidate(inp)
+
+    @activity.defn(name="propose_instructions")
+    async def propose_instructions(self, inp: ProposeInput) -> ProposeOutput:
+        try:
+            await asyncio.wait_for(self.baseline_started.wait(), timeout=5)  # < its heartbeat timeout
+            self.overlapped.append(True)
+        except TimeoutError:
+            self.overlapped.append(False)
+        return await super().propose_instructions(inp)
+
+
+async def test_the_baseline_runs_on_the_first_block_while_the_instructions_are_proposed(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = ProposalWatchingBaseline()
+    async with serving(temporal_env, fakes) as task_queue:
+        result = await run_job(temporal_env, task_queue, fake_config())
+
+    assert result.status == "succeeded"
+    assert fakes.overlapped == [True], "the proposal round ran while the baseline's first block did"
+    first = next(e for e in fakes.evaluations if e.label == "baseline-i0000")
+    assert sorted(first.seeds) == sorted(result.trials[0].seeds), "the first iteration's block"
+    assert not any(i.label.startswith("baseline-i") for i in fakes.batches[0].items), "scored once"
