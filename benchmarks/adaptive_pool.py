@@ -38,19 +38,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from benchmarks.common import fmt_mean_se, machine_info, mean_se, table  # noqa: E402
+from benchmarks.local_stack import banking77_stack  # noqa: E402
 from mipro.config import JobConfig, load_config_file  # noqa: E402
 from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
-from mipro.serving import BackgroundServer  # noqa: E402
-from mipro.simllm.app import create_app as create_simllm  # noqa: E402
-from mipro.simllm.settings import SimLLMSettings  # noqa: E402
 from mipro.starter import jobs  # noqa: E402
-from mipro.starter.stack import temporal_binary  # noqa: E402
-from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77  # noqa: E402
 from mipro.worker import WorkerOptions, running_worker  # noqa: E402
 from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
@@ -166,36 +161,22 @@ async def run_job(env: WorkflowEnvironment, config: JobConfig, rep: int, level: 
 
 
 async def run_all(args: argparse.Namespace, data: Banking77Data) -> list[Run]:
-    key = "sk_env_bench_" + uuid.uuid4().hex[:8]
-    os.environ["ENVIRONMENT_API_KEY"] = key
     runs: list[Run] = []
-    with (
-        BackgroundServer(create_simllm(SimLLMSettings())) as llm,
-        BackgroundServer(create_banking77(data, api_key=key)) as app,
-    ):
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
-        try:
-            for rep in range(args.replicates):
-                seed = args.seed + rep
-                pools = Pools.make(len(data.train), 1000 + seed, args.test_size)
-                for level in args.levels:
-                    run = await run_job(
-                        env, config_for(args, app.url, llm.url, pools, seed, level), rep, level
-                    )
-                    runs.append(run)
-                    print(
-                        f"  [{datetime.now():%H:%M:%S}] rep {rep} {level:8s}: {run.rollouts} rollouts "
-                        f"({run.trial_seeds} trial seeds, {run.mean_batch:.1f}/trial), best test "
-                        f"{run.best_test:.3f} (baseline {run.baseline_test:.3f}), {run.wall_s:.1f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        finally:
-            await env.shutdown()
+    async with banking77_stack(data) as stack:
+        for rep in range(args.replicates):
+            seed = args.seed + rep
+            pools = Pools.make(len(data.train), 1000 + seed, args.test_size)
+            for level in args.levels:
+                config = config_for(args, stack.app_url, stack.llm_url, pools, seed, level)
+                run = await run_job(stack.env, config, rep, level)
+                runs.append(run)
+                print(
+                    f"  [{datetime.now():%H:%M:%S}] rep {rep} {level:8s}: {run.rollouts} rollouts "
+                    f"({run.trial_seeds} trial seeds, {run.mean_batch:.1f}/trial), best test "
+                    f"{run.best_test:.3f} (baseline {run.baseline_test:.3f}), {run.wall_s:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return runs
 
 

@@ -55,20 +55,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from common import fmt_mean_se, machine_info, mean_se, table  # noqa: E402
+from local_stack import banking77_stack  # noqa: E402
 from overhead import code_version, quiet_logs  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from mipro.config import JobConfig, load_config_file  # noqa: E402
 from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
 from mipro.search import baseline_choice  # noqa: E402
-from mipro.serving import BackgroundServer  # noqa: E402
-from mipro.simllm.app import create_app as create_simllm  # noqa: E402
-from mipro.simllm.settings import SimLLMSettings  # noqa: E402
 from mipro.starter import jobs  # noqa: E402
-from mipro.starter.stack import temporal_binary  # noqa: E402
-from mipro.taskapps.banking77.app import create_app as create_banking77  # noqa: E402
 from mipro.taskapps.banking77.data import load_banking77  # noqa: E402
 from mipro.worker import WorkerOptions, running_worker  # noqa: E402
 from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
@@ -238,37 +233,26 @@ async def run_job(
 
 
 async def run_all(args: argparse.Namespace, setup: Setup) -> list[Run]:
-    key = "sk_env_bench_" + uuid.uuid4().hex[:8]
-    os.environ["ENVIRONMENT_API_KEY"] = key
     data = load_banking77(DATA_DIR)
     pools = make_pools(len(data.train), setup.pools)
     runs: list[Run] = []
-    with (
-        BackgroundServer(create_simllm(SimLLMSettings())) as llm,
-        BackgroundServer(create_banking77(data, api_key=key)) as app,
-    ):
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
-        try:
-            for rep in range(args.replicates):
+    async with banking77_stack(data) as stack:
+        for rep in range(args.replicates):
 
-                async def one(arm: str, rep: int = rep) -> Run:
-                    run = await run_job(env, app.url, llm.url, pools, setup, arm, rep, args.seed + rep)
-                    _progress(run)
-                    return run
+            async def one(arm: str, rep: int = rep) -> Run:
+                run = await run_job(
+                    stack.env, stack.app_url, stack.llm_url, pools, setup, arm, rep, args.seed + rep
+                )
+                _progress(run)
+                return run
 
-                # The arms of a replicate run at the same time (each on its own worker and task queue): a
-                # job's decisions do not depend on timing, the load hits the arms alike, and the jobs fill
-                # each other's idle rollout slots. --sequential runs them one after the other.
-                if args.sequential:
-                    runs += [await one(arm) for arm in setup.arms]
-                else:
-                    runs += await asyncio.gather(*(one(arm) for arm in setup.arms))
-        finally:
-            await env.shutdown()
+            # The arms of a replicate run at the same time (each on its own worker and task queue): a
+            # job's decisions do not depend on timing, the load hits the arms alike, and the jobs fill
+            # each other's idle rollout slots. --sequential runs them one after the other.
+            if args.sequential:
+                runs += [await one(arm) for arm in setup.arms]
+            else:
+                runs += await asyncio.gather(*(one(arm) for arm in setup.arms))
     return runs
 
 
