@@ -184,7 +184,9 @@ def evaluations_per_seed(result: OptimizationResult, config: JobConfig, failing:
     Bootstrap seeds once; validation seeds by the baseline and by each promoted candidate; test seeds by the
     best and (if different) the baseline; an online seed by the baseline once per iteration that used its
     block, and by every trial on that block, except that a healthy seed is cached, so a trial of the
-    baseline itself does not re-run it. A failed seed is never cached, so it is retried by every evaluation.
+    baseline itself does not re-run it. A failed seed is never cached, so it is retried by every evaluation:
+    the first block's failed seeds once more by the baseline, which ran that block during the proposal
+    round and tries them again when iteration 0 starts.
     """
     m = config.mipro
     base_hash = next(c.candidate_hash for c in result.attempted_candidates if c.key == BASELINE_KEY)
@@ -197,6 +199,7 @@ def evaluations_per_seed(result: OptimizationResult, config: JobConfig, failing:
     blocks = {t.iteration: tuple(t.seeds) for t in result.trials}
     for block in blocks.values():
         n.update(block)
+    n.update(s for s in blocks.get(0, ()) if s in failing)
     for trial in result.trials:
         n.update(s for s in trial.seeds if s in failing or trial.candidate_hash != base_hash)
     return n
