@@ -20,12 +20,12 @@ from mipro.workflows.evaluation import EvaluationRequest, evaluate
 from mipro.workflows.job import Job
 
 
-async def finish(job: Job) -> OptimizationResult:
+async def finish(job: Job, baseline_test: EvaluateOutput | None = None) -> OptimizationResult:
     if job.s.stop_reason in ERROR_STOPS:
         return stopped_on_errors(job)
     await job.gate()  # a pause that arrived during the last promotion holds the final evaluation
     job.set_phase("final_eval")
-    best_out, base_out = await _test_evaluations(job)
+    best_out, base_out = await _test_evaluations(job, baseline_test)
     best_test = mean([o.score for o in best_out.outcomes if o.score is not None])
     base_test = mean([o.score for o in base_out.outcomes if o.score is not None])
     job.set_phase("done")
@@ -41,12 +41,13 @@ def baseline_test_request(job: Job) -> EvaluationRequest:
     return EvaluationRequest("test-baseline", job.compile(job.baseline), job.m.test_pool, "test", final=True)
 
 
-async def _test_evaluations(job: Job) -> tuple[EvaluateOutput, EvaluateOutput]:
-    """The best candidate's and the baseline's test outputs (the same when the best is the baseline). The
-    baseline's ran beside the last promotions when the search ended there (`job.baseline_test`)."""
+async def _test_evaluations(
+    job: Job, base_out: EvaluateOutput | None
+) -> tuple[EvaluateOutput, EvaluateOutput]:
+    """The best candidate's and the baseline's test outputs (the same when the best is the baseline);
+    `base_out`: the baseline's, when it ran beside the last promotions."""
     best = decide.choice_of(job.s.best_key or job.baseline.key)
     test = job.m.test_pool
-    base_out = job.baseline_test
     if base_out is not None:
         if best.key == job.baseline.key:
             return base_out, base_out

@@ -11,7 +11,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search_attributes as sa
-    from mipro.activity_models import EvaluateOutput, RolloutTarget
+    from mipro.activity_models import RolloutTarget
     from mipro.budget import budget_name, termination_reason
     from mipro.compile import compile_choice
     from mipro.config import JobConfig, PoolName
@@ -44,7 +44,6 @@ class Job:
         self.evaluations_in_flight = 0
         self.proposals_in_flight = 0
         self.reserved = Usage()  # budget allowances of the evaluations in flight
-        self.baseline_test: EvaluateOutput | None = None  # run beside the last promotions (CLOSING_PATCH)
 
     def adopt_config(self, config: JobConfig) -> None:
         """Run on `config` from now on (and carry it to the next run): the gathered baseline prompt."""

@@ -53,9 +53,8 @@ class MiproWorkflow:
                 await bootstrap(job)
             if s.phase == "proposal":
                 await propose(job)
-            if s.phase == "search":
-                await search(job)
-            return await finish(job)
+            baseline_test = await search(job) if s.phase == "search" else None
+            return await finish(job, baseline_test)
         except BaseException as exc:  # cancellation: a CancelledError, or an ActivityError around one
             if not is_cancelled_exception(exc):
                 raise

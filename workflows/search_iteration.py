@@ -35,7 +35,9 @@ BATCHED_PATCH = "one-activity-per-iteration"
 CLOSING_PATCH = "closing-batch"
 
 
-async def search(job: Job) -> None:
+async def search(job: Job) -> EvaluateOutput | None:
+    """The iterations and the last promotions; returns the baseline's test output when it ran beside
+    them (CLOSING_PATCH), else None."""
     m, s = job.m, job.s
     blocks = minibatch_blocks(m.online_pool, m.batch_size, m.seed)
     # Only a configured level asks for the patch: a NONE job's commands stay exactly what they were.
@@ -62,17 +64,17 @@ async def search(job: Job) -> None:
         job.upsert_search_attributes()
         await job.continue_as_new_if_due()
     if s.stop_reason in HALTING_STOPS:
-        return
+        return None
     if batched and workflow.patched(CLOSING_PATCH):
         due, s.promotion_due = s.promotion_due, False
-        outs = await promote_last(job, due, beside=[baseline_test_request(job)])
-        job.baseline_test = outs[0]
-        job.account(job.baseline_test.outcomes)
-        return
+        [baseline_test] = await promote_last(job, due, beside=[baseline_test_request(job)])
+        job.account(baseline_test.outcomes)
+        return baseline_test
     if s.promotion_due:  # the last iterations' leader
         s.promotion_due = False
         await promote(job)
     await promote(job)
+    return None
 
 
 async def _iteration(job: Job, seeds: list[int]) -> bool:
