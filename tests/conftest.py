@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from mipro import search_attributes as sa
 from mipro.config import JobConfig, load_config_file
 from mipro.job_models import OptimizationResult
+from mipro.logging_setup import configure_logging
 from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
@@ -25,6 +26,13 @@ from mipro.starter.stack import local_config_body, temporal_binary
 from mipro.taskapps.banking77.app import create_app as create_banking77
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77
 from mipro.worker import WorkerOptions, running_worker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Logs go where the programs send them (stderr), whichever test runs first: without this the
+    in-process workers of the tests before the first CLI call log to stdout, which the CLI tests read."""
+    configure_logging(default="WARNING")
+
 
 REPO = Path(__file__).resolve().parents[1]
 BANKING77_DIR = REPO.parent / "shared" / "datasets" / "banking77"
