@@ -27,11 +27,9 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -40,15 +38,12 @@ sys.path.insert(0, str(REPO))
 
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from benchmarks.common import fmt_mean_se, machine_info, mean_se, table  # noqa: E402
+from benchmarks.bench_jobs import banking77_job, run_to_result  # noqa: E402
+from benchmarks.common import code_version, fmt_mean_se, machine_info, mean_se, table  # noqa: E402
 from benchmarks.local_stack import banking77_stack  # noqa: E402
-from mipro.config import JobConfig, load_config_file  # noqa: E402
-from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
+from mipro.config import JobConfig  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
-from mipro.starter import jobs  # noqa: E402
 from mipro.taskapps.banking77.data import Banking77Data, load_banking77  # noqa: E402
-from mipro.worker import WorkerOptions, running_worker  # noqa: E402
-from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("BANKING77_DATA_DIR") or REPO.parent / "shared" / "datasets" / "banking77")
 SIMULATED = "SIMULATED LLM"
@@ -94,41 +89,23 @@ class Run:
 def config_for(
     args: argparse.Namespace, app_url: str, llm_url: str, pools: Pools, seed: int, level: str
 ) -> JobConfig:
-    def ints(xs: list[int]) -> str:
-        return "[" + ", ".join(str(x) for x in xs) + "]"
-
-    return load_config_file(
-        REPO / "configs" / "banking77.toml",
-        [
-            f'task_app_url="{app_url}"',
-            f'policy.inference_url="{llm_url}/v1"',
-            f'mipro.meta.inference_url="{llm_url}/v1"',
-            f"mipro.seed={seed}",
-            f"mipro.bootstrap_train_seeds={ints(pools.bootstrap)}",
-            f"mipro.online_pool={ints(pools.online)}",
-            f"mipro.val_seeds={ints(pools.val)}",
-            f"mipro.test_pool={ints(pools.test)}",
-            f"mipro.num_iterations={args.iterations}",
-            f"mipro.num_evaluations_per_iteration={args.trials}",
-            f"mipro.max_parallel_trials={args.trials}",
-            f"mipro.batch_size={args.batch}",
-            "mipro.validate_every_iterations=2",
-            f'mipro.adaptive_pool.level="{level}"',
-            "termination.max_spend_usd=100.0",
-            "termination.max_duration_minutes=60",
-        ],
-    )
+    settings = [
+        f"mipro.seed={seed}",
+        f"mipro.num_iterations={args.iterations}",
+        f"mipro.num_evaluations_per_iteration={args.trials}",
+        f"mipro.max_parallel_trials={args.trials}",
+        f"mipro.batch_size={args.batch}",
+        "mipro.validate_every_iterations=2",
+        f'mipro.adaptive_pool.level="{level}"',
+        "termination.max_spend_usd=100.0",
+        "termination.max_duration_minutes=60",
+    ]
+    return banking77_job(app_url, llm_url, asdict(pools), settings)
 
 
 async def run_job(env: WorkflowEnvironment, config: JobConfig, rep: int, level: str) -> Run:
-    queue = f"adaptive-pool-{uuid.uuid4().hex[:8]}"
-    async with running_worker(env.client, WorkerOptions(task_queue=queue)):
-        start = time.perf_counter()
-        handle = await jobs.start_job(env.client, config, task_queue=queue)
-        result: OptimizationResult = await jobs.result(env.client, handle.id)
-        wall = time.perf_counter() - start
-        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
-    assert result.status == "succeeded", (result.status, result.stop_reason)
+    job = await run_to_result(env.client, config, "adaptive-pool")
+    result, events, wall = job.result, job.events, job.wall_s
     test_runs = 1 if result.best.choice.key == "0:0" else 2  # the baseline alone, or best and baseline
     trial_seeds = sum(len(t.seeds) for t in result.trials)
     # Of the trials' seeds after iteration 0, how many were known to discriminate when they were chosen
@@ -263,23 +240,6 @@ def runs_table(runs: list[Run]) -> str:
     return table(f"Every run ({SIMULATED})", headers, rows)
 
 
-def git_state() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (f" + uncommitted changes in {len(dirty)} tracked file(s)" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=3)
@@ -319,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Command: `{command.strip()}` ({datetime.now():%Y-%m-%d}); total wall time {total:.0f} s.",
         f"Machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['os']}, python {machine['python']}; "
         f"1-min load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other "
-        f"processes share the machine). Code: git {git_state()}.",
+        f"processes share the machine). Code: {code_version()}.",
         f"Data: {data.source}.",
         "",
         "The policy (`mipro/adaptive_pool.py`): the first iteration runs the fixed pool's first block; then "

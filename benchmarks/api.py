@@ -48,8 +48,8 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-from common import machine_info, table  # noqa: E402
-from overhead import Apps, _child_pids, _proc_cpu, code_version, quiet_logs, wait_for_quiet  # noqa: E402
+from common import code_version, machine_info, table  # noqa: E402
+from overhead import Apps, _child_pids, _proc_cpu, quiet_logs, wait_for_quiet  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402

@@ -13,9 +13,11 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
 PALETTE = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -46,6 +48,41 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], 
     if note:
         out += ["", note]
     return "\n".join(out) + "\n"
+
+
+def code_version() -> str:
+    """The project code measured: a snapshot's `.snapshot_of` note, else git HEAD (+ uncommitted paths)."""
+    note = REPO / ".snapshot_of"
+    if note.exists():
+        return note.read_text().strip()
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "status",
+                "--porcelain",
+                "--",
+                "workflows",
+                "activities",
+                "mipro",
+                "worker.py",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    changed = [p for p in dirty if "/" in p or p.endswith(".py")]
+    return f"git {head[:90]}" + (f" (uncommitted changes in {', '.join(changed)})" if changed else "")
 
 
 def machine_info() -> dict[str, str]:

@@ -51,7 +51,6 @@ import os
 import random
 import re
 import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -65,13 +64,14 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import httpx  # noqa: E402
 import structlog  # noqa: E402
-from common import machine_info, svg_line_panels, table  # noqa: E402
+from bench_jobs import banking77_job  # noqa: E402
+from common import code_version, machine_info, svg_line_panels, table  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from mipro import search_attributes as sa  # noqa: E402
 from mipro.activity_models import RolloutTarget  # noqa: E402
-from mipro.config import JobConfig, load_config_file  # noqa: E402
+from mipro.config import JobConfig  # noqa: E402
 from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
 from mipro.rollout_protocol import auth_headers, parse_reward, rollout_payload  # noqa: E402
 from mipro.serving import BackgroundServer  # noqa: E402
@@ -90,41 +90,6 @@ BANKING77_DIR = Path(
 )
 POOL_SIZES = {"bootstrap": 32, "online": 96, "val": 32, "test": 32}
 RUN_ID = re.compile(rb'"run_id"\s*:\s*"([^"]*)"')
-
-
-def code_version() -> str:
-    """The project code measured: a snapshot's `.snapshot_of` note, else git HEAD (+ uncommitted paths)."""
-    note = REPO / ".snapshot_of"
-    if note.exists():
-        return note.read_text().strip()
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPO),
-                "status",
-                "--porcelain",
-                "--",
-                "workflows",
-                "activities",
-                "mipro",
-                "worker.py",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    changed = [p for p in dirty if "/" in p or p.endswith(".py")]
-    return f"git {head[:90]}" + (f" (uncommitted changes in {', '.join(changed)})" if changed else "")
 
 
 @dataclass(frozen=True)
@@ -462,25 +427,16 @@ def plan_iterations(layout: Layout, n: int, pools: dict[str, list[int]]) -> int:
 def job_config(
     task_app_url: str, llm_url: str, pools: dict[str, list[int]], layout: Layout, iterations: int, c: int
 ) -> JobConfig:
-    return load_config_file(
-        REPO / "configs" / "banking77.toml",
-        [
-            f'task_app_url="{task_app_url}"',
-            f'policy.inference_url="{llm_url}/v1"',
-            f'mipro.meta.inference_url="{llm_url}/v1"',
-            f"mipro.bootstrap_train_seeds={pools['bootstrap']}",
-            f"mipro.online_pool={pools['online']}",
-            f"mipro.val_seeds={pools['val']}",
-            f"mipro.test_pool={pools['test']}",
-            f"mipro.num_iterations={iterations}",
-            f"mipro.num_evaluations_per_iteration={layout.k}",
-            f"mipro.batch_size={layout.batch}",
-            f"mipro.max_concurrent={c}",
-            f"mipro.max_parallel_trials={layout.parallel}",
-            "termination.max_spend_usd=100.0",
-            "termination.max_duration_minutes=120",
-        ],
-    )
+    settings = [
+        f"mipro.num_iterations={iterations}",
+        f"mipro.num_evaluations_per_iteration={layout.k}",
+        f"mipro.batch_size={layout.batch}",
+        f"mipro.max_concurrent={c}",
+        f"mipro.max_parallel_trials={layout.parallel}",
+        "termination.max_spend_usd=100.0",
+        "termination.max_duration_minutes=120",
+    ]
+    return banking77_job(task_app_url, llm_url, pools, settings)
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -46,7 +46,6 @@ import random
 import resource
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,19 +53,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from common import fmt_mean_se, machine_info, mean_se, table  # noqa: E402
+from bench_jobs import banking77_job, run_to_result  # noqa: E402
+from common import code_version, fmt_mean_se, machine_info, mean_se, table  # noqa: E402
 from local_stack import banking77_stack  # noqa: E402
-from overhead import code_version, quiet_logs  # noqa: E402
+from overhead import quiet_logs  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from mipro.config import JobConfig, load_config_file  # noqa: E402
-from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
+from mipro.config import JobConfig  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
 from mipro.search import baseline_choice  # noqa: E402
-from mipro.starter import jobs  # noqa: E402
 from mipro.taskapps.banking77.data import load_banking77  # noqa: E402
-from mipro.worker import WorkerOptions, running_worker  # noqa: E402
-from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("BANKING77_DATA_DIR") or REPO.parent / "shared" / "datasets" / "banking77")
 SIMULATED = "SIMULATED LLM"
@@ -125,27 +121,18 @@ def make_pools(n_rows: int, sizes: dict[str, int]) -> dict[str, list[int]]:
 def job_config(
     task_app_url: str, llm_url: str, pools: dict[str, list[int]], setup: Setup, seed: int, at: list[int]
 ) -> JobConfig:
-    return load_config_file(
-        REPO / "configs" / "banking77.toml",
-        [
-            f'task_app_url="{task_app_url}"',
-            f'policy.inference_url="{llm_url}/v1"',
-            f'mipro.meta.inference_url="{llm_url}/v1"',
-            f"mipro.seed={seed}",
-            f"mipro.bootstrap_train_seeds={pools['bootstrap']}",
-            f"mipro.online_pool={pools['online']}",
-            f"mipro.val_seeds={pools['val']}",
-            f"mipro.test_pool={pools['test']}",
-            f"mipro.num_iterations={setup.iterations}",
-            f"mipro.num_evaluations_per_iteration={setup.per_iteration}",
-            f"mipro.max_parallel_trials={setup.per_iteration}",
-            f"mipro.batch_size={setup.batch}",
-            f"mipro.validate_every_iterations={setup.validate_every}",
-            f"mipro.generate_at_iterations={at}",
-            "termination.max_spend_usd=100.0",
-            "termination.max_duration_minutes=60",
-        ],
-    )
+    settings = [
+        f"mipro.seed={seed}",
+        f"mipro.num_iterations={setup.iterations}",
+        f"mipro.num_evaluations_per_iteration={setup.per_iteration}",
+        f"mipro.max_parallel_trials={setup.per_iteration}",
+        f"mipro.batch_size={setup.batch}",
+        f"mipro.validate_every_iterations={setup.validate_every}",
+        f"mipro.generate_at_iterations={at}",
+        "termination.max_spend_usd=100.0",
+        "termination.max_duration_minutes=60",
+    ]
+    return banking77_job(task_app_url, llm_url, pools, settings)
 
 
 @dataclass
@@ -188,14 +175,8 @@ async def run_job(
 ) -> Run:
     at = setup.arms[arm]
     config = job_config(task_app_url, llm_url, pools, setup, seed, at)
-    queue = f"reproposal-{uuid.uuid4().hex[:8]}"
-    async with running_worker(env.client, WorkerOptions(task_queue=queue)):
-        start = time.perf_counter()
-        handle = await jobs.start_job(env.client, config, task_queue=queue)
-        result: OptimizationResult = await jobs.result(env.client, handle.id)
-        wall = time.perf_counter() - start
-        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
-    assert result.status == "succeeded", (result.status, result.stop_reason)
+    job = await run_to_result(env.client, config, "reproposal")
+    result, events, wall = job.result, job.events, job.wall_s
     assert result.simulated_llm, "this benchmark must run on the simulated LLM"
     # Instructions proposed by a re-proposal round: their event carries the iteration it ran before.
     new = {

