@@ -168,6 +168,8 @@ class BestPrompt(BaseModel):
     choice: CandidateChoice
     instructions: list[str]
     messages: list[ChatMessage]  # ready to use: the initial prompt with the instruction applied and demos
+    # Per stage id, that stage's ready-to-use messages (a pipeline's `messages` are its first stage's).
+    stage_messages: dict[str, list[ChatMessage]] = Field(default_factory=dict)
     instruction_lines: list[str] = Field(default_factory=list)  # the instructions' non-empty lines
     demo_indices: list[list[int]] = Field(default_factory=list)  # per stage, into its demo pool
     stage_payloads: dict[str, StagePayload] = Field(default_factory=dict)

@@ -229,6 +229,14 @@ async def _watch_plain(
     return await _until_closed(client, job_id, clock, snap, done, interval, show)
 
 
+def best_prompt_panels(r: OptimizationResult) -> list[tuple[str, list[ChatMessage]]]:
+    """The best prompt's messages to show: one panel, or one per stage of a pipeline."""
+    title = f"best prompt (candidate {r.best.choice.key})"
+    if len(r.best.stage_messages) <= 1:
+        return [(title, r.best.messages)]
+    return [(f"{title}, stage {stage}", messages) for stage, messages in r.best.stage_messages.items()]
+
+
 def _message_preview(message: ChatMessage, max_lines: int = 8) -> str:
     if message.tool_calls:
         calls = ", ".join(
@@ -297,8 +305,8 @@ def print_result(r: OptimizationResult, ui_link: str) -> None:
             "[bold yellow]The LLM was SIMULATED[/] (mipro.simllm): scores and costs show the "
             "optimizer working, not the quality of a real model."
         )
-    prompt = "\n\n".join(_message_preview(m) for m in r.best.messages)
-    console.print(Panel(prompt, title=f"best prompt (candidate {r.best.choice.key})", expand=False))
+    for title, messages in best_prompt_panels(r):
+        console.print(Panel("\n\n".join(_message_preview(m) for m in messages), title=title, expand=False))
     console.print(f"Temporal UI: {ui_link}")
 
 

@@ -11,10 +11,10 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.activity_models import EvaluateOutput
     from mipro.budget import ERROR_STOPS
-    from mipro.compile import render_ready_messages
+    from mipro.compile import compile_stage_messages, locate_stage, render_ready_messages
     from mipro.job_models import BestPrompt, CandidateSummary, JobStatus, OptimizationResult, StagePayload
     from mipro.results import mean, spearman
-    from mipro.types import ChatMessage
+    from mipro.types import ChatMessage, CompiledCandidate, StageSpec
 
 from mipro.workflows.evaluation import EvaluationRequest, evaluate
 from mipro.workflows.job import Job
@@ -122,6 +122,31 @@ def _template(job: Job) -> list[ChatMessage]:
     return template
 
 
+def _stage_template(job: Job, stage: StageSpec) -> list[ChatMessage]:
+    """The messages a stage's best prompt is rendered from: its own `baseline_messages`, else
+    initial_prompt's when they hold its baseline, else its baseline instruction in a message of its role;
+    a user turn stands in where there is none."""
+    initial = _template(job) if job.cfg.initial_prompt is not None else []
+    if stage.baseline_messages:
+        template = [ChatMessage(role=m.role, content=m.content) for m in stage.baseline_messages]
+    elif locate_stage(initial, [stage]) is not None:
+        template = initial
+    else:
+        template = [ChatMessage(role=stage.role, content=stage.baseline_instruction)]
+    if not any(m.role == "user" for m in template):
+        template.append(ChatMessage(role="user", content=USER_PLACEHOLDER))
+    return template
+
+
+def _stage_messages(job: Job, candidate: CompiledCandidate) -> dict[str, list[ChatMessage]]:
+    """Each stage's ready-to-use messages (none before a gathered baseline is in)."""
+    return {
+        stage.stage_id: compile_stage_messages(_stage_template(job, stage), stage, candidate)
+        for stage in job.stages
+        if stage.baseline_instruction
+    }
+
+
 def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
     s = job.s
     choice = decide.choice_of(s.best_key or job.baseline.key)
@@ -142,6 +167,7 @@ def best_prompt(job: Job, test_score: float | None = None) -> BestPrompt:
         choice=choice,
         instructions=instructions,
         messages=render_ready_messages(template, job.stages, candidate) if template else [],
+        stage_messages=_stage_messages(job, candidate),
         instruction_lines=[line for text in instructions for line in text.splitlines() if line.strip()],
         demo_indices=demo_indices,
         stage_payloads=payloads,

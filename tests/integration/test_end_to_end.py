@@ -7,6 +7,7 @@ from temporalio.testing import WorkflowEnvironment
 from mipro.job_models import EventsQuery
 from mipro.serving import BackgroundServer
 from mipro.starter import jobs
+from mipro.starter.render import best_prompt_panels
 from mipro.worker import WorkerOptions, running_worker
 from mipro.workflows.mipro_workflow import MiproWorkflow
 from tests.conftest import SMALL_JOB, job_config
@@ -49,6 +50,9 @@ async def test_full_job_beats_baseline_on_held_out_seeds(
         system.content or ""
     )
     assert any("{query}" in (m.content or "") for m in result.best.messages), "placeholders kept for reuse"
+    assert result.best.stage_messages == {"default": result.best.messages}, "one stage: the same messages"
+    [(title, shown)] = best_prompt_panels(result)
+    assert title == f"best prompt (candidate {result.best.choice.key})" and shown == result.best.messages
 
     proposed = [e.data for e in events if e.type == "mipro.instruction.proposed"]
     initial = [p for p in proposed if p["iteration"] == 0]

@@ -51,6 +51,7 @@ async def test_without_an_initial_prompt_the_baseline_is_the_apps_system_message
     assert result.total_trials > 0 and result.costs.total.calls > 0
     system = [m for m in result.best.messages if m.role == "system"]
     assert system and system[0].content in result.instructions[0], "best.messages from the gathered prompt"
+    assert list(result.best.stage_messages.values()) == [result.best.messages]
 
 
 def test_a_first_call_without_a_system_message_names_the_fix() -> None:

@@ -24,6 +24,7 @@ from mipro.serving import BackgroundServer
 from mipro.simllm.app import create_app as create_simllm
 from mipro.simllm.settings import SimLLMSettings
 from mipro.starter import jobs
+from mipro.starter.render import best_prompt_panels
 from mipro.taskapps.banking77.data import Banking77Data
 from mipro.taskapps.banking77_pipeline import CLASSIFIER, DOMAINS, ROUTER, create_app
 from mipro.taskapps.banking77_pipeline.prompts import CLASSIFIER_SYSTEM, ROUTER_SYSTEM
@@ -148,6 +149,26 @@ async def test_a_pipeline_job_beats_its_baseline_and_lists_each_stages_prompt(
     assert any(t.choice.instruction[0] != 0 for t in result.trials)
     assert any(t.choice.instruction[1] != 0 for t in result.trials)
     assert router in result.instructions[0]
+
+
+async def test_the_best_prompt_has_each_stages_messages_ready_to_use(pipeline_job: Job) -> None:
+    config, result, _ = pipeline_job
+    best = result.best
+    assert list(best.stage_messages) == [ROUTER, CLASSIFIER]
+    assert best.stage_messages[ROUTER] == best.messages, "the router's messages are initial_prompt's"
+    [classifier_stage] = [s for m in config.mipro.modules for s in m.stages if s.stage_id == CLASSIFIER]
+    [own_user] = [m.content for m in classifier_stage.baseline_messages or [] if m.role == "user"]
+    for stage_id, instruction in zip(best.stage_messages, best.instructions, strict=True):
+        messages = best.stage_messages[stage_id]
+        system = next(m.content or "" for m in messages if m.role == "system")
+        assert instruction in system, (stage_id, system[:200])
+    classifier_users = [m.content for m in best.stage_messages[CLASSIFIER] if m.role == "user"]
+    assert classifier_users[-1] == own_user, "the classifier's from its own baseline_messages"
+    assert own_user not in [m.content for m in best.stage_messages[ROUTER]]
+    demos = [len([m for m in best.stage_messages[s] if m.role == "assistant"]) for s in (ROUTER, CLASSIFIER)]
+    assert demos == [len(d) for d in best.demo_indices], "each stage's chosen demos, as turns"
+    titles = [title for title, _ in best_prompt_panels(result)]
+    assert [t.rsplit(" ", 1)[-1] for t in titles] == [ROUTER, CLASSIFIER], "the CLI shows a panel per stage"
 
 
 async def test_the_router_is_improved_from_its_own_calls(pipeline_job: Job) -> None:
