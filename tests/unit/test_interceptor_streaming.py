@@ -4,14 +4,16 @@ provider's error responses come back unchanged, byte for byte, and budgets hold 
 The provider is a small FastAPI app on 127.0.0.1 whose behaviour the registered model name chooses (the
 interceptor sends the upstream's model name): SSE chunks with and without a usage chunk (OpenAI's
 `stream_options.include_usage`, Groq's `x_groq.usage`), split tool-call deltas, a stream that breaks off or
-never finishes, refusals and rate limits with their own bodies, a plain completion formatted oddly. It
-records the exact bytes it sent, so the tests compare what the caller got with what the provider said.
+never finishes or stalls until it is hung up on, refusals and rate limits with their own bodies, a plain
+completion formatted oddly. It records the exact bytes it sent, so the tests compare what the caller got
+with what the provider said.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -52,6 +54,7 @@ class Provider:
         self.requests: list[dict[str, Any]] = []
         self.sent: list[bytes] = []  # the bytes of each answer, as sent
         self.gap_seconds = 0.0
+        self.hung_up = threading.Event()  # set when the interceptor closes a stalled stream ("sse-stalled")
         self.app = FastAPI()
         self.app.post("/v1/chat/completions")(self.chat)
         self.app.post("/openai/v1/chat/completions")(self.chat)  # Groq's path shape
@@ -112,7 +115,16 @@ class Provider:
             self.sent.append(PLAIN)
             return Response(PLAIN, media_type="application/json")
         events = self._events(model, body)
+        if model == "sse-stalled":
+            events = events[:1]  # the first event, then nothing until the interceptor hangs up
         self.sent.append(b"".join(events))
+
+        async def stalled() -> AsyncIterator[bytes]:
+            yield events[0]
+            try:
+                await asyncio.Event().wait()  # only the interceptor hanging up ends it
+            finally:
+                self.hung_up.set()
 
         async def stream() -> AsyncIterator[bytes]:
             for i, event in enumerate(events):
@@ -124,7 +136,8 @@ class Provider:
                 await asyncio.sleep(self.gap_seconds)
                 yield event[half:]
 
-        return StreamingResponse(stream(), media_type="text/event-stream; charset=utf-8")
+        body_iterator = stalled() if model == "sse-stalled" else stream()
+        return StreamingResponse(body_iterator, media_type="text/event-stream; charset=utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -303,24 +316,39 @@ def wait_for_records(registry: Registry, version: str, cid: str, timeout: float 
     raise AssertionError(f"no record for {cid} within {timeout} s")
 
 
-def test_caller_leaving_mid_stream_releases_the_reservation(provider, interceptor) -> None:
+def test_caller_leaving_mid_stream_releases_the_reservation(provider, interceptor, monkeypatch) -> None:
+    """The provider sends one event, then nothing until it is hung up on: the call is in flight exactly
+    as long as the caller stays. (Keep the iterator: `next(response.iter_raw())` drops it, and closing the
+    dropped generator closes the connection at once, so the caller would already have left.)"""
     fake, up = provider
     registry, server = interceptor
-    version = register(registry, f"{up.url}/v1", "sse-content")
-    fake.gap_seconds = 0.3
-    try:
-        with httpx.stream(
-            "POST", f"{server.url}/v1/{version}/chat/completions?cid=d1", json=chat_body(), timeout=30
-        ) as response:
-            next(response.iter_raw())
-            assert registry.get(version).reserved.calls == 1  # type: ignore[union-attr]
-        [record] = wait_for_records(registry, version, "d1")
-    finally:
-        fake.gap_seconds = 0.0
-    reg = registry.get(version)
-    assert reg is not None and reg.reserved == Usage(), "nothing stays reserved"
-    assert record.error_kind == "llm_error" and record.usage.completion_tokens == 16
+    version = register(registry, f"{up.url}/v1", "sse-stalled")
+    recorded = threading.Event()  # the interceptor settles the call, then records it
+
+    def record(version_id: str, cid: str, call: Any) -> None:
+        Registry.record(registry, version_id, cid, call)
+        if version_id == version:
+            recorded.set()
+
+    monkeypatch.setattr(registry, "record", record)
+    fake.hung_up.clear()
+    with httpx.stream(
+        "POST", f"{server.url}/v1/{version}/chat/completions?cid=d1", json=chat_body(), timeout=30
+    ) as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        assert first and fake.sent[-1].startswith(first), "the first event was relayed"
+        reg = registry.get(version)
+        assert reg is not None and reg.reserved.calls == 1, "reserved while the caller is there"
+        assert not recorded.is_set() and not fake.hung_up.is_set(), "the call goes on while the caller stays"
+    assert recorded.wait(10), "the call was settled when the caller left"
+    [record] = registry.take_records(version, "d1")
+    assert reg.reserved == Usage(), "nothing stays reserved"
+    assert record.error_kind == "llm_error" and record.answer is None
+    assert record.error == "the caller went away before the stream ended"
+    assert record.usage.completion_tokens == 16, "no usage seen: charged the reservation (max_tokens 16)"
     assert reg.spent == record.usage
+    assert fake.hung_up.wait(10), "the provider's stream was closed, not left open"
 
 
 def test_allowance_is_a_hard_cap_for_streamed_calls(provider, interceptor) -> None:
