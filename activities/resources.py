@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +28,34 @@ class WorkerResources:
     # (their activities keep heartbeating) instead of piling up in the HTTP pool.
     rollout_slots: asyncio.Semaphore
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    # This worker's own rollout queue (jobs that overlap iterations pin their evaluations to one worker, so
+    # one job's concurrent activities share its rollout cap here); None: it serves no rollouts.
+    own_rollout_queue: str | None = None
+    _job_slots: dict[str, _JobSlots] = field(default_factory=dict)
 
     def secret(self, env_name: str | None) -> str | None:
         return self.environ.get(env_name) if env_name else None
+
+    @asynccontextmanager
+    async def job_rollout_slots(self, job_id: str, size: int) -> AsyncIterator[asyncio.Semaphore]:
+        """The job's `size` rollout slots in this process, shared by all of its activities running here at
+        once (FIFO: the older activity's queued rollouts go first); dropped when the last one ends."""
+        slots = self._job_slots.get(job_id)
+        if slots is None:
+            slots = self._job_slots[job_id] = _JobSlots(asyncio.Semaphore(size))
+        slots.users += 1
+        try:
+            yield slots.semaphore
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._job_slots[job_id]
+
+
+@dataclass
+class _JobSlots:
+    semaphore: asyncio.Semaphore
+    users: int = 0
 
 
 async def heartbeat_forever(details: Callable[[], Any]) -> None:

@@ -121,11 +121,12 @@ def resume_point(inp: EvaluateInput, heartbeat_details: Sequence[Any]) -> Evalua
 
 
 def batch_resume_points(inp: EvaluateBatchInput) -> list[EvaluationProgress]:
-    """Where each item of this attempt starts: from scratch, or after the last heartbeat's record of it."""
+    """Where each item of this attempt starts: from scratch, or after the last heartbeat's record of it
+    (this activity's, else that of the lost attempt on another worker the batch was moved from)."""
     details = activity.info().heartbeat_details
-    if not details:
+    last = BatchProgress.model_validate(details[-1]) if details else inp.resume
+    if last is None:
         return [EvaluationProgress(label=item.label, total=len(item.seeds)) for item in inp.items]
-    last = BatchProgress.model_validate(details[-1])
     log.info("batch_resumed", job_id=inp.job_id, label=inp.label, done=[p.done for p in last.items])
     return [progress.next_attempt() for progress in last.items]
 
@@ -366,20 +367,31 @@ class TaskAppActivities:
         runs = [
             _ItemRun(item, state) for item, state in zip(inp.items, batch_resume_points(inp), strict=True)
         ]
-        rollouts, items = asyncio.Semaphore(inp.concurrency), asyncio.Semaphore(inp.max_parallel)
-
-        async def one(run: _ItemRun) -> EvaluateOutput:
-            async with items:
-                return await self._evaluate(run, rollouts)
+        items = asyncio.Semaphore(inp.max_parallel)
 
         def progress() -> dict[str, Any]:
             return {"items": [run.snapshot(self.res.registry) for run in runs]}
 
         beat = asyncio.create_task(heartbeat_forever(progress))
-        try:
-            return EvaluateBatchOutput(outputs=list(await asyncio.gather(*(one(run) for run in runs))))
-        finally:
-            beat.cancel()
+        # The job's slots, shared with its other batches running on this worker (overlapping iterations).
+        async with self.res.job_rollout_slots(inp.job_id, inp.concurrency) as rollouts:
+
+            async def one(run: _ItemRun) -> EvaluateOutput:
+                async with items:
+                    return await self._evaluate(run, rollouts)
+
+            try:
+                return EvaluateBatchOutput(outputs=list(await asyncio.gather(*(one(run) for run in runs))))
+            finally:
+                beat.cancel()
+
+    @activity.defn(name="pin_rollout_worker")
+    async def pin_rollout_worker(self) -> str:
+        """This worker's own rollout queue: a job sends its overlapping batches there, so their rollouts
+        share one cap (`max_concurrent`) in one process."""
+        if self.res.own_rollout_queue is None:
+            raise ApplicationError("this worker has no rollout queue of its own", non_retryable=True)
+        return self.res.own_rollout_queue
 
     async def _evaluate(self, run: _ItemRun, slots: asyncio.Semaphore) -> EvaluateOutput:
         inp, state = run.inp, run.state

@@ -229,6 +229,9 @@ class EvaluateBatchInput(BaseModel):
     items: list[EvaluateInput]  # each with its own target, candidate, seeds and allowance
     concurrency: int = Field(ge=1)  # rollouts in flight over all items (the job's max_concurrent)
     max_parallel: int = Field(ge=1)  # items whose rollouts may be in flight at once (max_parallel_trials)
+    # Where a lost attempt on another worker stopped (its last heartbeat), when the batch is started again on
+    # a new worker: used when this activity has no heartbeat of its own yet.
+    resume: BatchProgress | None = None
 
 
 class EvaluateBatchOutput(BaseModel):

@@ -178,6 +178,9 @@ class MiproSettings(Strict):
     batch_size: int = Field(default=32, ge=1)
     max_concurrent: int = Field(default=20, ge=1)
     max_parallel_trials: int = Field(default=4, ge=1)
+    # Launch each iteration while the previous one is still draining (the TPE then suggests without the
+    # previous iteration's results); the two share `max_concurrent` on one worker they are pinned to.
+    overlap_iterations: bool = False
     max_demo_set_size: int = Field(default=4, ge=0)
     max_demo_sets: int = Field(default=8, ge=1)
     few_shot_score_threshold: float = Field(default=0.8, ge=0.0, le=1.0)

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -90,8 +91,11 @@ def activities_by_queue(
                 task_app.gather_baseline_messages,
                 task_app.evaluate_candidate,
                 task_app.evaluate_candidates,
+                task_app.pin_rollout_worker,
             ]
         )
+        if own := task_app.res.own_rollout_queue:
+            plan[own] = [task_app.evaluate_candidates]  # the batches a job pinned to this worker
     if "proposals" in opts.serve:
         plan.setdefault(opts.proposal_task_queue or opts.task_queue, []).append(
             proposals.propose_instructions
@@ -116,6 +120,7 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
         interceptor_url=_public_url(opts, server),
         http=http,
         rollout_slots=asyncio.Semaphore(opts.max_concurrent_rollouts),
+        own_rollout_queue=own_rollout_queue(opts),
     )
     plan = activities_by_queue(opts, TaskAppActivities(resources), ProposalActivities(resources))
     workers = [_worker(client, opts, queue, activities) for queue, activities in plan.items()]
@@ -133,6 +138,14 @@ async def running_worker(client: Client, options: WorkerOptions | None = None) -
         await asyncio.gather(*tasks, return_exceptions=True)
         await http.aclose()
         await server.stop()
+
+
+def own_rollout_queue(opts: WorkerOptions) -> str | None:
+    """A queue only this process polls, beside the shared rollout queue (None: it serves no rollouts)."""
+    if "rollouts" not in opts.serve:
+        return None
+    shared = opts.rollout_task_queue or opts.task_queue
+    return f"{shared}@{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _worker(client: Client, opts: WorkerOptions, queue: str, activities: list[Callable[..., Any]]) -> Worker:

@@ -8,11 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from mipro.activities.task_app import TaskAppActivities
-    from mipro.activity_models import EvaluateBatchInput, EvaluateInput, EvaluateOutput
+    from mipro.activity_models import (
+        BatchProgress,
+        EvaluateBatchInput,
+        EvaluateBatchOutput,
+        EvaluateInput,
+        EvaluateOutput,
+    )
     from mipro.budget import (
         HALTING_STOPS,
         EvaluationFit,
@@ -27,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro.types import CandidateChoice, CompiledCandidate, Usage
 
 from mipro.workflows.job import RETRY, Job
+from mipro.workflows.pinning import pin
 from mipro.workflows.task_app_health import wait_out_outage
 
 
@@ -43,6 +50,9 @@ class EvaluationRequest:
     final: bool = False
 
 
+# How long a batch pinned to a worker (overlapped iterations) waits to be taken before that worker is
+# taken to be gone and the batch moves to another.
+PINNED_START_TIMEOUT = timedelta(seconds=30)
 TRANSIENT_ERRORS = frozenset({"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"})
 
 
@@ -201,28 +211,72 @@ async def _run_batch(
     """One `evaluate_candidates` activity; the allowances were reserved by `_prepare` and are released."""
     items = [item for item, _ in prepared]
     m = job.m
+    inp = EvaluateBatchInput(
+        job_id=job.inp.job_id,
+        label=label,
+        items=items,
+        concurrency=m.max_concurrent,
+        max_parallel=m.max_parallel_trials,
+    )
     job.evaluations_in_flight += len(items)
     try:
-        out = await workflow.execute_activity_method(
-            TaskAppActivities.evaluate_candidates,
-            EvaluateBatchInput(
-                job_id=job.inp.job_id,
-                label=label,
-                items=items,
-                concurrency=m.max_concurrent,
-                max_parallel=m.max_parallel_trials,
-            ),
-            start_to_close_timeout=_timeout(job, sum(len(i.seeds) for i in items), m.max_concurrent),
-            heartbeat_timeout=timedelta(seconds=15),
-            retry_policy=RETRY,
-            task_queue=job.inp.task_queues.rollouts,
-            summary=f"{label}: " + ", ".join(f"{i.label} ({len(i.seeds)})" for i in items),
-        )
-        return out.outputs
+        while True:
+            try:
+                return (await _batch_activity(job, inp)).outputs
+            except ActivityError as err:
+                if not _pinned_worker_lost(job, err):
+                    raise
+                inp = inp.model_copy(update={"resume": _last_progress(err) or inp.resume})
+                await _repin(job, label)
     finally:
         job.evaluations_in_flight -= len(items)
         for _, allowance in prepared:
             job.reserved = job.reserved.minus(allowance)
+
+
+async def _batch_activity(job: Job, inp: EvaluateBatchInput) -> EvaluateBatchOutput:
+    """The batch on the job's rollout queue, or on the worker it is pinned to (which must take it within
+    PINNED_START_TIMEOUT: a worker that is gone never does)."""
+    pinned = job.pinned_rollout_queue
+    seeds = sum(len(i.seeds) for i in inp.items)
+    return await workflow.execute_activity_method(
+        TaskAppActivities.evaluate_candidates,
+        inp,
+        start_to_close_timeout=_timeout(job, seeds, inp.concurrency),
+        schedule_to_start_timeout=PINNED_START_TIMEOUT if pinned else None,
+        heartbeat_timeout=timedelta(seconds=15),
+        retry_policy=RETRY,
+        task_queue=pinned or job.inp.task_queues.rollouts,
+        summary=f"{inp.label}: " + ", ".join(f"{i.label} ({len(i.seeds)})" for i in inp.items),
+    )
+
+
+def _pinned_worker_lost(job: Job, err: ActivityError) -> bool:
+    """The worker the batch was pinned to is gone: its queue found no taker in time."""
+    cause = err.cause
+    return (
+        job.pinned_rollout_queue is not None
+        and isinstance(cause, TimeoutError)
+        and cause.type == TimeoutType.SCHEDULE_TO_START
+    )
+
+
+def _last_progress(err: ActivityError) -> BatchProgress | None:
+    """Where the lost attempts stopped: their last heartbeat (None: none was recorded)."""
+    details = err.cause.last_heartbeat_details if isinstance(err.cause, TimeoutError) else ()
+    return BatchProgress.model_validate(details[-1]) if details else None
+
+
+async def _repin(job: Job, label: str) -> None:
+    lost = job.pinned_rollout_queue
+    await pin(job)
+    job.emit(
+        "mipro.worker.repinned",
+        f"{label}: the worker on {lost} took nothing for {PINNED_START_TIMEOUT.seconds} s; the batch "
+        f"resumes on {job.pinned_rollout_queue}",
+        {"label": label, "lost_queue": lost, "queue": job.pinned_rollout_queue},
+        level="warning",
+    )
 
 
 def _prepare(

@@ -44,6 +44,9 @@ class Job:
         self.evaluations_in_flight = 0
         self.proposals_in_flight = 0
         self.reserved = Usage()  # budget allowances of the evaluations in flight
+        # The rollout queue of the worker this run's batches are pinned to (overlapped iterations); None:
+        # the job's shared rollout queue.
+        self.pinned_rollout_queue: str | None = None
 
     def adopt_config(self, config: JobConfig) -> None:
         """Run on `config` from now on (and carry it to the next run): the gathered baseline prompt."""
@@ -106,14 +109,18 @@ class Job:
             if o.score is not None:
                 cache[o.seed] = o.score
 
-    async def continue_as_new_if_due(self) -> None:
-        """Start a fresh run carrying the state, before this run's history grows large."""
+    def continue_as_new_due(self) -> bool:
+        """This run's history grows large, and the search goes on (finishing is cheaper than a new run)."""
         trials_this_run = len(self.s.trials) - self.run_start_trials
         suggested = workflow.info().is_continue_as_new_suggested()
         if trials_this_run < self.m.continue_as_new_every_trials and not suggested:
+            return False
+        return self.s.iteration < self.m.num_iterations and self.s.stop_reason is None
+
+    async def continue_as_new_if_due(self) -> None:
+        """Start a fresh run carrying the state, before this run's history grows large."""
+        if not self.continue_as_new_due():
             return
-        if self.s.iteration >= self.m.num_iterations or self.s.stop_reason is not None:
-            return  # the search is over: finishing is cheaper than a new run
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.emit(
             "mipro.continue_as_new",

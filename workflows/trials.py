@@ -16,14 +16,14 @@ from mipro.workflows.job import Job
 
 
 def trial_requests(
-    job: Job, choices: list[CandidateChoice], seeds: list[int]
+    job: Job, choices: list[CandidateChoice], seeds: list[int], started: int = 0
 ) -> tuple[list[EvaluationRequest], list[tuple[CandidateChoice, str]]]:
     """The iteration's trials that may start (max_trials, the stop), each with its label, and the
-    evaluations of their seeds not yet scored."""
-    first_trial = len(job.s.trials)
+    evaluations of their seeds not yet scored. `started`: trials in flight, not yet recorded."""
+    first_trial = len(job.s.trials) + started
     requests, trials = [], []
     for index, choice in enumerate(choices):
-        if job.s.stop_reason is not None or job.check_termination(planned=index):
+        if job.s.stop_reason is not None or job.check_termination(planned=started + index):
             break
         request = start_trial(job, first_trial + index, choice, seeds)
         if request.seeds:
@@ -45,7 +45,10 @@ def start_trial(job: Job, trial: int, choice: CandidateChoice, seeds: list[int])
     return EvaluationRequest(f"trial-{trial:04d}", candidate, todo, "online")
 
 
-def record_trial(job: Job, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput) -> None:
+def record_trial(
+    job: Job, choice: CandidateChoice, seeds: list[int], out: EvaluateOutput, iteration: int | None = None
+) -> None:
+    """Take in a trial's evaluation; `iteration`: the one it ran in (default: the current one)."""
     candidate = job.compile(choice)
     job.account(out.outcomes)
     job.cache(candidate.content_hash, out.outcomes)
@@ -56,7 +59,7 @@ def record_trial(job: Job, choice: CandidateChoice, seeds: list[int], out: Evalu
     lift, n = lift_stats(cache, base, seeds)
     record = TrialRecord(
         trial=len(job.s.trials),
-        iteration=job.s.iteration,
+        iteration=job.s.iteration if iteration is None else iteration,
         choice=choice,
         candidate_hash=candidate.content_hash,
         seeds=seeds,

@@ -20,6 +20,7 @@ ROLLOUT_ACTIVITIES = [
     "evaluate_candidate",
     "evaluate_candidates",
     "gather_baseline_messages",
+    "pin_rollout_worker",
 ]
 
 
@@ -46,6 +47,7 @@ def test_one_worker_serves_everything_on_its_queue_by_default() -> None:
                 "evaluate_candidate",
                 "evaluate_candidates",
                 "gather_baseline_messages",
+                "pin_rollout_worker",
                 "propose_instructions",
             ]
         )

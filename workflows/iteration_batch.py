@@ -1,0 +1,82 @@
+"""One iteration's evaluations as one activity: launched (the TPE's choices, the baseline on the block's
+new seeds, the due promotion's validation, all sharing the job's rollout slots), then landed (the baseline
+cached, the trials recorded, the promotion decided). A synchronous search lands each iteration before it
+launches the next; an overlapped one (`mipro.workflows.overlapped_search`) launches the next first."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.activity_models import EvaluateOutput
+    from mipro.types import CandidateChoice
+
+from mipro.workflows.baseline_block import baseline_request
+from mipro.workflows.evaluation import EvaluationRequest, evaluate_together
+from mipro.workflows.job import Job
+from mipro.workflows.promotion import Promotion, conclude_promotion, promotion_request
+from mipro.workflows.suggestions import suggest
+from mipro.workflows.trials import record_trial, trial_requests
+
+
+@dataclass
+class IterationBatch:
+    """An iteration in flight: what it runs, and the task that runs it."""
+
+    iteration: int
+    seeds: list[int]
+    trials: list[tuple[CandidateChoice, str]]  # each choice with its evaluation's label
+    baseline: EvaluationRequest | None
+    promotion: Promotion | None
+    labels: list[str]  # the evaluations' labels, in the order of the results
+    results: asyncio.Task[list[EvaluateOutput]]
+
+    def busy(self) -> list[CandidateChoice]:
+        """The candidates it is evaluating: the next iteration neither suggests nor validates them."""
+        choices = [choice for choice, _ in self.trials]
+        return choices + ([self.promotion.top.choice] if self.promotion else [])
+
+
+async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = None) -> IterationBatch | None:
+    """Start the iteration on `seeds` (beside `pending`, the iteration still in flight, if any). None: the
+    search space has nothing left to suggest."""
+    s = job.s
+    in_flight = pending.busy() if pending else []
+    busy = [c.key for c in in_flight]
+    promotion = promotion_request(job, busy=busy) if s.promotion_due else None
+    if promotion:
+        busy.insert(0, promotion.top.key)
+    choices = await suggest(job, busy=busy, local=True, pending=in_flight)
+    if not choices:
+        return None  # the due promotion runs alone after the search
+    s.promotion_due = False
+    started = len(pending.trials) if pending else 0
+    requests, trials = trial_requests(job, choices, seeds, started=started)
+    baseline = baseline_request(job, seeds)
+    if baseline:
+        requests.insert(0, baseline)
+    if promotion:
+        requests.append(promotion.request)
+    label = f"iteration-{s.iteration:04d}"
+    results = asyncio.create_task(evaluate_together(job, label, requests))
+    labels = [r.label for r in requests]
+    return IterationBatch(s.iteration, seeds, trials, baseline, promotion, labels, results)
+
+
+async def land(job: Job, batch: IterationBatch) -> None:
+    """Wait for the iteration's results and take them in: the baseline's scores, each trial's record, the
+    promotion's decision."""
+    outs = dict(zip(batch.labels, await batch.results, strict=True))
+    if batch.baseline:
+        out = outs[batch.baseline.label]
+        job.account(out.outcomes)
+        job.cache(batch.baseline.candidate.content_hash, out.outcomes)
+    for choice, label in batch.trials:
+        out = outs[label] if label in outs else EvaluateOutput(outcomes=[])  # nothing new to run
+        if out.ran:
+            record_trial(job, choice, batch.seeds, out, iteration=batch.iteration)
+    if batch.promotion:
+        await conclude_promotion(job, batch.promotion, outs[batch.promotion.request.label])

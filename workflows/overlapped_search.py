@@ -1,0 +1,77 @@
+"""Overlapped iterations (`mipro.overlap_iterations`): each iteration is launched while the previous one is
+still in flight, so its rollouts take the slots the previous one's last wave leaves idle, and its TPE
+suggestion runs while the previous one's rollouts do.
+
+The price is one iteration of lag: the TPE suggests without the results of the iteration in flight (its
+candidates are excluded, as Optuna's TPE treats running trials), and a due promotion rides in the
+iteration after next. Both iterations' batches run on one worker (its own rollout queue, `pin`), where
+they share the job's `max_concurrent` rollout slots, oldest first; so the per-job cap holds however many
+workers serve the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mipro.workflows.baseline_block import baseline_request
+from mipro.workflows.iteration_batch import IterationBatch, land, launch
+from mipro.workflows.job import Job
+from mipro.workflows.pinning import pin
+from mipro.workflows.proposal import regenerate
+
+OVERLAP_PATCH = "overlapped-iterations"
+
+
+async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -> None:
+    """The search's iterations, two in flight at a time; every iteration is landed when this returns."""
+    m, s = job.m, job.s
+    await pin(job)
+    pending: IterationBatch | None = None
+    try:
+        while s.iteration < m.num_iterations and s.stop_reason is None:
+            await job.gate()
+            if job.check_termination():
+                break
+            if s.iteration in m.generate_at_iterations and s.iteration not in s.regenerated:
+                pending = await _landed(job, pending)  # new instructions: the TPE's space changes
+                await regenerate(job)
+            seeds = next_seeds()
+            if pending and _shares_baseline_seeds(job, pending, seeds):
+                pending = await _landed(job, pending)  # the baseline runs each seed once
+            batch = await launch(job, seeds, pending)
+            if batch is None:
+                if pending is None:
+                    s.stop_reason = "search_space_exhausted"
+                    break
+                pending = await _landed(job, pending)  # its candidates were all that was left
+                continue
+            s.iteration += 1
+            previous, pending = pending, batch
+            await _landed(job, previous)
+            job.update_details()
+            job.upsert_search_attributes()
+            if job.continue_as_new_due():
+                pending = await _landed(job, pending)
+                await job.continue_as_new_if_due()
+    except BaseException:
+        if pending is not None:
+            pending.results.cancel()  # a cancelled job stops its rollouts too
+        raise
+    await _landed(job, pending)
+
+
+async def _landed(job: Job, batch: IterationBatch | None) -> None:
+    """Land `batch` (if any) and mark the promotion its iteration makes due; None is what is left
+    pending."""
+    if batch is None:
+        return None
+    await land(job, batch)
+    if (batch.iteration + 1) % job.m.validate_every_iterations == 0:
+        job.s.promotion_due = True  # validated beside the next launched iteration's trials
+    return None
+
+
+def _shares_baseline_seeds(job: Job, pending: IterationBatch, seeds: list[int]) -> bool:
+    """The baseline would be run on seeds the pending batch is running it on."""
+    new = baseline_request(job, seeds)
+    return bool(new and pending.baseline and set(new.seeds) & set(pending.baseline.seeds))
