@@ -181,6 +181,9 @@ class MiproSettings(Strict):
     # Launch each iteration while the previous one is still draining (the TPE then suggests without the
     # previous iteration's results); the two share `max_concurrent` on one worker they are pinned to.
     overlap_iterations: bool = False
+    # How long a batch pinned to a worker waits to be taken before that worker counts as gone (and the batch
+    # resumes on another, from the lost attempt's last heartbeat).
+    pinned_start_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_demo_set_size: int = Field(default=4, ge=0)
     max_demo_sets: int = Field(default=8, ge=1)
     few_shot_score_threshold: float = Field(default=0.8, ge=0.0, le=1.0)

@@ -1,8 +1,9 @@
 """Record the event histories of small real jobs into tests/histories/ for the replay test.
 
-    .venv/bin/python scripts/record_histories.py [NAME]
+    .venv/bin/python scripts/record_histories.py [NAME [OVERRIDE ...]]
 
-writes tests/histories/NAME_run_<i>.json (NAME defaults to "mipro") and replaces only the files of that
+writes tests/histories/NAME_run_<i>.json (NAME defaults to "mipro"; OVERRIDEs are config overrides of the
+job, e.g. `mipro.overlap_iterations=true`) and replaces only the files of that
 NAME, so histories recorded by earlier versions of the workflow stay and keep being replayed: running jobs
 of those versions must still replay after a change (that is what `workflow.patched` is for).
 
@@ -59,7 +60,7 @@ def tiny_job(app_url: str, llm_url: str) -> list[str]:
     ]
 
 
-async def record(name: str) -> None:
+async def record(name: str, overrides: list[str]) -> None:
     os.environ["ENVIRONMENT_API_KEY"] = KEY
     data = load_banking77(banking77_data_dir())
     env = await WorkflowEnvironment.start_local(
@@ -72,7 +73,8 @@ async def record(name: str) -> None:
         BackgroundServer(create_simllm(SimLLMSettings())) as llm,
         BackgroundServer(create_banking77(data, api_key=KEY)) as app,
     ):
-        config = load_config_file(REPO / "configs" / "banking77.toml", tiny_job(app.url, llm.url))
+        job = [*tiny_job(app.url, llm.url), *overrides]
+        config = load_config_file(REPO / "configs" / "banking77.toml", job)
         async with running_worker(env.client, WorkerOptions(task_queue="record")):
             handle = await jobs.start_job(
                 env.client, config, job_id="pl_recorded_job_01", task_queue="record"
@@ -101,4 +103,4 @@ async def record(name: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "mipro"))
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "mipro", sys.argv[2:]))

@@ -50,9 +50,6 @@ class EvaluationRequest:
     final: bool = False
 
 
-# How long a batch pinned to a worker (overlapped iterations) waits to be taken before that worker is
-# taken to be gone and the batch moves to another.
-PINNED_START_TIMEOUT = timedelta(seconds=30)
 TRANSIENT_ERRORS = frozenset({"http_5xx", "rate_limited", "timeout", "connection", "bad_json", "llm_error"})
 
 
@@ -236,14 +233,15 @@ async def _run_batch(
 
 async def _batch_activity(job: Job, inp: EvaluateBatchInput) -> EvaluateBatchOutput:
     """The batch on the job's rollout queue, or on the worker it is pinned to (which must take it within
-    PINNED_START_TIMEOUT: a worker that is gone never does)."""
+    `pinned_start_timeout_seconds`: a worker that is gone never does)."""
     pinned = job.pinned_rollout_queue
     seeds = sum(len(i.seeds) for i in inp.items)
+    pinned_start = timedelta(seconds=job.m.pinned_start_timeout_seconds)
     return await workflow.execute_activity_method(
         TaskAppActivities.evaluate_candidates,
         inp,
         start_to_close_timeout=_timeout(job, seeds, inp.concurrency),
-        schedule_to_start_timeout=PINNED_START_TIMEOUT if pinned else None,
+        schedule_to_start_timeout=pinned_start if pinned else None,
         heartbeat_timeout=timedelta(seconds=15),
         retry_policy=RETRY,
         task_queue=pinned or job.inp.task_queues.rollouts,
@@ -272,7 +270,7 @@ async def _repin(job: Job, label: str) -> None:
     await pin(job)
     job.emit(
         "mipro.worker.repinned",
-        f"{label}: the worker on {lost} took nothing for {PINNED_START_TIMEOUT.seconds} s; the batch "
+        f"{label}: the worker on {lost} took nothing for {job.m.pinned_start_timeout_seconds:g} s; the batch "
         f"resumes on {job.pinned_rollout_queue}",
         {"label": label, "lost_queue": lost, "queue": job.pinned_rollout_queue},
         level="warning",

@@ -5,6 +5,7 @@ item from the last heartbeat."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -29,8 +30,8 @@ class RecordingApp:
     rollouts are in flight after every quick one was answered (5 s at most), so a test can see whether
     other items took over the slots the quick seeds freed."""
 
-    def __init__(self, quick: set[int] | None = None, full: int | None = None) -> None:
-        self.quick, self.full = quick or set(), full
+    def __init__(self, quick: set[int] | None = None, full: int | None = None, wait_s: float = 5) -> None:
+        self.quick, self.full, self.wait_s = quick or set(), full, wait_s
         self.lock = threading.Lock()
         self.released = threading.Event()
         self.in_flight = self.peak = 0
@@ -54,7 +55,7 @@ class RecordingApp:
                 if self.full is not None and self.in_flight >= self.full and self._quick_ones_answered():
                     self.released.set()
             if self.full is not None and key[1] not in self.quick:
-                self.released.wait(5)
+                self.released.wait(self.wait_s)
             with self.lock:
                 self.in_flight -= 1
                 self.times[key] = (start, time.monotonic())
@@ -120,3 +121,46 @@ async def test_a_retried_attempt_resumes_each_item_from_the_heartbeat(
     assert set(app.arrived) == expected_runs, "only the seeds the heartbeat did not record ran"
     scores = [[o.score for o in item.outcomes] for item in out.outputs]
     assert scores == [[0.5, 0.5] if finished_a else [1.0, 0.5], [1.0, 0.5]]
+
+
+async def test_two_batches_of_one_job_share_its_slots_and_other_jobs_have_their_own(
+    activities: TaskAppActivities,
+) -> None:
+    """Overlapping iterations run two batches of a job at once on the worker it is pinned to: together
+    they keep to the job's `concurrency` (3); another job's batch is not held back by it."""
+    env = ActivityEnvironment()
+    shared = RecordingApp(full=4, wait_s=0.3)  # each rollout waits 0.3 s, unless 4 get in flight
+    with BackgroundServer(shared.app()) as server:
+        first = batch(server.url, {"A": [0, 1, 2, 3]}, concurrency=3, max_parallel=2)
+        second = batch(server.url, {"B": [10, 11, 12]}, concurrency=3, max_parallel=2)
+        outs = await asyncio.gather(*(env.run(activities.evaluate_candidates, b) for b in (first, second)))
+    assert shared.peak == 3, f"{shared.peak} rollouts of the job in flight over its concurrency of 3"
+    separate = RecordingApp(full=4)  # 4 in flight only if the other job's rollout runs beside the 3
+    with BackgroundServer(separate.app()) as server:
+        first = batch(server.url, {"A": [0, 1, 2, 3]}, concurrency=3, max_parallel=2)
+        other_job = batch(server.url, {"C": [20]}, concurrency=3, max_parallel=2)
+        other_job.job_id = "pl_other"
+        outs += await asyncio.gather(
+            env.run(activities.evaluate_candidates, first), env.run(activities.evaluate_candidates, other_job)
+        )
+    assert separate.released.is_set(), "another job's rollout waited for this job's slots"
+    assert [len(o.outputs[0].outcomes) for o in outs] == [4, 3, 4, 1]
+    assert activities.res._job_slots == {}, "a job's slots are dropped when its last batch ends"
+
+
+async def test_a_batch_moved_to_another_worker_resumes_from_the_lost_attempts_heartbeat(
+    activities: TaskAppActivities,
+) -> None:
+    """A batch re-scheduled on a new worker has no heartbeat of its own: it resumes from `resume`, the lost
+    attempt's last heartbeat the workflow passed on."""
+    app = RecordingApp()
+    with BackgroundServer(app.app()) as server:
+        last = BatchProgress(
+            items=[EvaluationProgress(label="A", total=2, finished=[SeedOutcome(seed=1, score=0.5)])]
+        )
+        inp = batch(server.url, {"A": [0, 1]}, concurrency=4, max_parallel=1)
+        out = await ActivityEnvironment().run(
+            activities.evaluate_candidates, inp.model_copy(update={"resume": last})
+        )
+    assert app.arrived == [("A", 0)], "only the seed the lost attempt did not finish ran"
+    assert [o.score for o in out.outputs[0].outcomes] == [1.0, 0.5]

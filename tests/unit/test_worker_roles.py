@@ -13,7 +13,7 @@ from mipro.activities.resources import WorkerResources
 from mipro.activities.search import suggest_candidates
 from mipro.activities.task_app import TaskAppActivities
 from mipro.interceptor.registry import Registry
-from mipro.worker import WorkerOptions, activities_by_queue, roles
+from mipro.worker import WorkerOptions, activities_by_queue, own_rollout_queue, roles
 
 ROLLOUT_ACTIVITIES = [
     "check_task_app",
@@ -28,12 +28,13 @@ def names(plan: dict[str, list]) -> dict[str, list[str]]:
     return {queue: sorted(fn.__name__ for fn in fns) for queue, fns in plan.items()}
 
 
-def plan_for(opts: WorkerOptions) -> dict[str, list[str]]:
+def plan_for(opts: WorkerOptions, own_queue: str | None = None) -> dict[str, list[str]]:
     resources = WorkerResources(
         registry=Registry(),
         interceptor_url="http://x",
         http=httpx.AsyncClient(),
         rollout_slots=asyncio.Semaphore(1),
+        own_rollout_queue=own_queue,
     )
     return names(activities_by_queue(opts, TaskAppActivities(resources), ProposalActivities(resources)))
 
@@ -70,3 +71,11 @@ def test_serve_takes_a_subset_of_the_roles() -> None:
     for bad in ("", "rollout", "workflows,gpu"):
         with pytest.raises(argparse.ArgumentTypeError):
             roles(bad)
+
+
+def test_a_rollout_worker_also_serves_the_batches_pinned_to_it_on_a_queue_of_its_own() -> None:
+    opts = WorkerOptions(task_queue="q", rollout_task_queue="r", serve=("rollouts",))
+    own = own_rollout_queue(opts)
+    assert own is not None and own.startswith("r@") and own != own_rollout_queue(opts), "unique per worker"
+    assert plan_for(opts, own) == {"r": ROLLOUT_ACTIVITIES, own: ["evaluate_candidates"]}
+    assert own_rollout_queue(WorkerOptions(serve=("workflows", "proposals"))) is None
