@@ -98,16 +98,20 @@ class Layout:
     parallel: int  # max_parallel_trials
     k: int  # num_evaluations_per_iteration
     batch: int
+    overlap: bool = False  # mipro.overlap_iterations
 
     def label(self, concurrency: int) -> str:
         per_trial = concurrency // self.parallel
-        return f"{self.key}: P={self.parallel}, k={self.k}, b={self.batch} ({per_trial}/trial)"
+        overlapped = ", overlapped" if self.overlap else ""
+        return f"{self.key}: P={self.parallel}, k={self.k}, b={self.batch} ({per_trial}/trial){overlapped}"
 
 
 LAYOUTS = {
     "P2": Layout("P2", 2, 4, 32),
     "P4": Layout("P4", 4, 4, 16),
     "P1": Layout("P1", 1, 4, 32),
+    "P2o": Layout("P2o", 2, 4, 32, overlap=True),
+    "P4o": Layout("P4o", 4, 4, 16, overlap=True),
 }
 
 
@@ -433,6 +437,7 @@ def job_config(
         f"mipro.batch_size={layout.batch}",
         f"mipro.max_concurrent={c}",
         f"mipro.max_parallel_trials={layout.parallel}",
+        f"mipro.overlap_iterations={str(layout.overlap).lower()}",
         "termination.max_spend_usd=100.0",
         "termination.max_duration_minutes=120",
     ]

@@ -183,6 +183,9 @@ async def _run_once(
     prepared = _prepare(job, EvaluationRequest(label, candidate, seeds, pool, capture), final, concurrency)
     if isinstance(prepared, EvaluateOutput):
         return prepared
+    if job.pinned_rollout_queue is not None:  # a batch of one, in the job's slots on its pinned worker
+        [out] = await _run_batch(job, label, [prepared])
+        return _checked(job, label, out)
     inp, allowance = prepared
     job.evaluations_in_flight += 1
     try:
