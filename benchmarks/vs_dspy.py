@@ -332,7 +332,13 @@ def plan_for(budget: int) -> Plan:
 
 
 def job_config(
-    task_app_url: str, llm_url: str, pools: Pools, plan: Plan, seed: int, config_file: Path = BANKING77_CONFIG
+    task_app_url: str,
+    llm_url: str,
+    pools: Pools,
+    plan: Plan,
+    seed: int,
+    config_file: Path = BANKING77_CONFIG,
+    overrides: list[str] | None = None,
 ) -> JobConfig:
     seeds = {
         "bootstrap": pools.train[: plan.n_boot],
@@ -349,6 +355,7 @@ def job_config(
         f"mipro.validate_every_iterations={plan.validate_every}",
         "termination.max_spend_usd=100.0",
         "termination.max_duration_minutes=60",
+        *(overrides or []),
     ]
     return banking77_job(task_app_url, llm_url, seeds, settings, config_file)
 
@@ -363,8 +370,9 @@ async def run_ours(
     setting: str,
     seed: int,
     config_file: Path = BANKING77_CONFIG,
+    overrides: list[str] | None = None,
 ) -> RunRecord:
-    config = job_config(task_app_url, llm_url, pools, plan, seed, config_file)
+    config = job_config(task_app_url, llm_url, pools, plan, seed, config_file, overrides)
     counter.reset()
     job = await run_to_result(env.client, config, "vs-dspy")
     result, events = job.result, job.events
@@ -702,7 +710,16 @@ async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
                 budgets = budget_settings(dspy_runs, args.quick, args.fractions)
                 for setting, budget in budgets:
                     rec = await run_ours(
-                        env, app.url, llm.url, counter, pools, plan_for(budget), setting, seed, data.config
+                        env,
+                        app.url,
+                        llm.url,
+                        counter,
+                        pools,
+                        plan_for(budget),
+                        setting,
+                        seed,
+                        data.config,
+                        args.overrides,
                     )
                     rec.notes["replicate"] = rep
                     records.append(rec)
@@ -763,6 +780,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--fractions", default="", help="only these budget fractions of ours, e.g. 1/2,1 (default all)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="a config override of our jobs (repeatable), e.g. mipro.overlap_iterations=true",
     )
     args = parser.parse_args(argv)
     args.systems = args.systems.split(",")
