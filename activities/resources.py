@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from temporalio import activity
 
+from mipro.activities.job_slots import PrioritySlots
 from mipro.interceptor.registry import Registry
 
 
@@ -31,31 +32,25 @@ class WorkerResources:
     # This worker's own rollout queue (jobs that overlap iterations pin their evaluations to one worker, so
     # one job's concurrent activities share its rollout cap here); None: it serves no rollouts.
     own_rollout_queue: str | None = None
-    _job_slots: dict[str, _JobSlots] = field(default_factory=dict)
+    _job_slots: dict[str, PrioritySlots] = field(default_factory=dict)
 
     def secret(self, env_name: str | None) -> str | None:
         return self.environ.get(env_name) if env_name else None
 
     @asynccontextmanager
-    async def job_rollout_slots(self, job_id: str, size: int) -> AsyncIterator[asyncio.Semaphore]:
-        """The job's `size` rollout slots in this process, shared by all of its activities running here at
-        once (FIFO: the older activity's queued rollouts go first); dropped when the last one ends."""
+    async def job_rollout_slots(self, job_id: str, size: int) -> AsyncIterator[PrioritySlots]:
+        """The job's `size` rollout slots in this process, shared by all of its batches running here at
+        once (the oldest batch first); dropped when the last one ends."""
         slots = self._job_slots.get(job_id)
         if slots is None:
-            slots = self._job_slots[job_id] = _JobSlots(asyncio.Semaphore(size))
+            slots = self._job_slots[job_id] = PrioritySlots(size)
         slots.users += 1
         try:
-            yield slots.semaphore
+            yield slots
         finally:
             slots.users -= 1
             if slots.users == 0:
                 del self._job_slots[job_id]
-
-
-@dataclass
-class _JobSlots:
-    semaphore: asyncio.Semaphore
-    users: int = 0
 
 
 async def heartbeat_forever(details: Callable[[], Any]) -> None:

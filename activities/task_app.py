@@ -14,7 +14,8 @@ reports which data the app says it serves and whether the policy's LLM is the si
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +57,8 @@ RETRYABLE: set[str] = {"http_5xx", "rate_limited", "timeout", "connection", "bad
 MAX_SEEDS_NAMED = 20
 MODELS_PROBE_TIMEOUT_S = 5.0
 MAX_DATA_SOURCE_CHARS = 300
+# A rollout's slot among its evaluation's (or its job's) rollouts in flight.
+SlotTaker = Callable[[], AbstractAsyncContextManager[Any]]
 
 
 class RolloutFailure(Exception):
@@ -355,7 +358,8 @@ class TaskAppActivities:
         run = _ItemRun(inp, resume_point(inp, activity.info().heartbeat_details))
         beat = asyncio.create_task(heartbeat_forever(lambda: run.snapshot(self.res.registry)))
         try:
-            return await self._evaluate(run, asyncio.Semaphore(inp.concurrency))
+            slots = asyncio.Semaphore(inp.concurrency)
+            return await self._evaluate(run, lambda: slots)
         finally:
             beat.cancel()
 
@@ -376,9 +380,12 @@ class TaskAppActivities:
         # The job's slots, shared with its other batches running on this worker (overlapping iterations).
         async with self.res.job_rollout_slots(inp.job_id, inp.concurrency) as rollouts:
 
+            def slot() -> AbstractAsyncContextManager[None]:
+                return rollouts.slot(inp.priority)
+
             async def one(run: _ItemRun) -> EvaluateOutput:
                 async with items:
-                    return await self._evaluate(run, rollouts)
+                    return await self._evaluate(run, slot)
 
             try:
                 return EvaluateBatchOutput(outputs=list(await asyncio.gather(*(one(run) for run in runs))))
@@ -393,7 +400,7 @@ class TaskAppActivities:
             raise ApplicationError("this worker has no rollout queue of its own", non_retryable=True)
         return self.res.own_rollout_queue
 
-    async def _evaluate(self, run: _ItemRun, slots: asyncio.Semaphore) -> EvaluateOutput:
+    async def _evaluate(self, run: _ItemRun, slot: SlotTaker) -> EvaluateOutput:
         inp, state = run.inp, run.state
         finished = {o.seed for o in state.finished}
         todo = [seed for seed in inp.seeds if seed not in finished]
@@ -402,12 +409,12 @@ class TaskAppActivities:
             detail = "the allowance was spent by earlier attempts"
             new = [SeedOutcome(seed=s, error="budget", error_detail=detail) for s in todo]
         else:
-            new = await self._run_seeds(run, todo, allowance, slots)
+            new = await self._run_seeds(run, todo, allowance, slot)
         by_seed = {o.seed: o for o in [*state.finished, *new]}
         return EvaluateOutput(outcomes=[by_seed[s] for s in inp.seeds], lost_usage=state.lost)
 
     async def _run_seeds(
-        self, run: _ItemRun, seeds: list[int], allowance: Usage | None, slots: asyncio.Semaphore
+        self, run: _ItemRun, seeds: list[int], allowance: Usage | None, slot: SlotTaker
     ) -> list[SeedOutcome]:
         inp, state, target = run.inp, run.state, run.inp.target
         upstream = self._policy(target)
@@ -443,7 +450,7 @@ class TaskAppActivities:
         run.version = version
 
         async def one(seed: int) -> SeedOutcome:
-            async with slots, self.res.rollout_slots:
+            async with slot(), self.res.rollout_slots:
                 outcome = await self._rollout_with_retries(inp, version, seed, task_key, judge)
             state.finished.append(outcome)
             state.attempt_finished = state.attempt_finished.plus(outcome.usage)

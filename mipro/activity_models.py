@@ -229,6 +229,9 @@ class EvaluateBatchInput(BaseModel):
     items: list[EvaluateInput]  # each with its own target, candidate, seeds and allowance
     concurrency: int = Field(ge=1)  # rollouts in flight over all items (the job's max_concurrent)
     max_parallel: int = Field(ge=1)  # items whose rollouts may be in flight at once (max_parallel_trials)
+    # Among the job's batches in flight on one worker at once, a lower number gets freed slots first (the
+    # iteration: an older one is never held back by the next).
+    priority: int = 0
     # Where a lost attempt on another worker stopped (its last heartbeat), when the batch is started again on
     # a new worker: used when this activity has no heartbeat of its own yet.
     resume: BatchProgress | None = None

@@ -76,15 +76,18 @@ async def evaluate(
     )
 
 
-async def evaluate_together(job: Job, label: str, requests: list[EvaluationRequest]) -> list[EvaluateOutput]:
+async def evaluate_together(
+    job: Job, label: str, requests: list[EvaluationRequest], priority: int = 0
+) -> list[EvaluateOutput]:
     """Several evaluations as one activity whose rollouts share `max_concurrent` slots, so one that
     finishes hands its slots to the others at once (no per-evaluation tails); at most
     `max_parallel_trials` of them have rollouts in flight at a time. Each is fitted to the budgets in
-    order (what fits of it runs), and its failed rollouts are run again as `evaluate` does."""
+    order (what fits of it runs), and its failed rollouts are run again as `evaluate` does. `priority`:
+    beside the job's other batches on its pinned worker, a lower number gets freed slots first."""
     await job.gate()
     prepared = [_prepare(job, r, final=r.final, concurrency=job.m.max_concurrent) for r in requests]
     runnable = [p for p in prepared if not isinstance(p, EvaluateOutput)]
-    ran = iter(await _run_batch(job, label, runnable) if runnable else [])
+    ran = iter(await _run_batch(job, label, runnable, priority) if runnable else [])
     outs = [p if isinstance(p, EvaluateOutput) else _checked(job, p[0].label, next(ran)) for p in prepared]
     # Re-runs are small (the failed seeds); side by side they split max_concurrent.
     sharing = len(requests)
@@ -206,7 +209,7 @@ async def _run_once(
 
 
 async def _run_batch(
-    job: Job, label: str, prepared: list[tuple[EvaluateInput, Usage]]
+    job: Job, label: str, prepared: list[tuple[EvaluateInput, Usage]], priority: int = 0
 ) -> list[EvaluateOutput]:
     """One `evaluate_candidates` activity; the allowances were reserved by `_prepare` and are released."""
     items = [item for item, _ in prepared]
@@ -217,6 +220,7 @@ async def _run_batch(
         items=items,
         concurrency=m.max_concurrent,
         max_parallel=m.max_parallel_trials,
+        priority=priority,
     )
     job.evaluations_in_flight += len(items)
     try:

@@ -61,7 +61,7 @@ async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = No
     if promotion:
         requests.append(promotion.request)
     label = f"iteration-{s.iteration:04d}"
-    results = asyncio.create_task(evaluate_together(job, label, requests))
+    results = asyncio.create_task(evaluate_together(job, label, requests, priority=s.iteration))
     labels = [r.label for r in requests]
     return IterationBatch(s.iteration, seeds, trials, baseline, promotion, labels, results)
 
