@@ -1,10 +1,11 @@
 """A running job's state and the steps every phase shares: events, phase, termination, the pause gate,
-accounting, compiling a choice, progress. Deterministic workflow code: no I/O, time from `workflow.now()`."""
+accounting, compiling a choice, progress. Deterministic workflow code: no I/O, time from `Job.now()`."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -22,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from mipro.search import baseline_choice
     from mipro.types import CandidateChoice, CompiledCandidate, SeedOutcome, Usage
 
+A = TypeVar("A")
+R = TypeVar("R")
 MAX_EVENTS = 1000  # the event log keeps the newest events; it is carried across continue-as-new
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -47,6 +50,7 @@ class Job:
         # The rollout queue of the worker this run's batches are pinned to (overlapped iterations); None:
         # the job's shared rollout queue.
         self.pinned_rollout_queue: str | None = None
+        self._after_local: tuple[datetime, datetime] | None = None  # (time before, workflow.now() after)
 
     def adopt_config(self, config: JobConfig) -> None:
         """Run on `config` from now on (and carry it to the next run): the gathered baseline prompt."""
@@ -56,6 +60,26 @@ class Job:
 
     def target(self, pool: PoolName) -> RolloutTarget:
         return RolloutTarget.from_config(self.cfg, pool)
+
+    # ---- the clock ------------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The workflow's time, the same live and on replay. That is `workflow.now()` (the start of the
+        current workflow task, read from its history event), except for the rest of the activation in which
+        a local activity's result arrived: there `workflow.now()` is the completion time the activity's
+        marker records on replay but, live, the next task's start when the result reaches the workflow in
+        a task of its own. That activation reads the time from before the local activity."""
+        now = workflow.now()
+        if self._after_local is not None and now == self._after_local[1]:
+            return self._after_local[0]
+        return now
+
+    async def local_activity(self, fn: Callable[[A], Awaitable[R]], arg: A, **options: Any) -> R:
+        """`workflow.execute_local_activity`, keeping `now()` where it was (see there)."""
+        before = self.now()
+        try:
+            return await workflow.execute_local_activity(fn, arg, **options)
+        finally:
+            self._after_local = (before, workflow.now())
 
     # ---- candidates ------------------------------------------------------------------------------
     @property
@@ -139,7 +163,7 @@ class Job:
                 level=level,
                 message=message,
                 data=data or {},
-                created_at=workflow.now(),
+                created_at=self.now(),
             )
         )
         self.s.next_seq += 1
@@ -153,8 +177,8 @@ class Job:
         self.upsert_search_attributes()
 
     def elapsed(self) -> float:
-        started = self.s.started_at or workflow.now()
-        return (workflow.now() - started).total_seconds()
+        started = self.s.started_at or self.now()
+        return (self.now() - started).total_seconds()
 
     def update_details(self) -> None:
         p = self.progress()

@@ -62,7 +62,7 @@ class MiproWorkflow:
 
     def _mark_started(self) -> None:
         job = self.job
-        job.s.started_at = workflow.now()
+        job.s.started_at = job.now()
         if not job.inp.auto_start:  # the REST API reads when a delayed job started from its memo
             workflow.upsert_memo({"started_at": job.s.started_at.isoformat()})
         job.emit(

@@ -73,7 +73,7 @@ async def _tpe_suggest(job: Job, k: int, exclude: list[list[int]], local: bool) 
     timeout = timedelta(seconds=60)
     summary = f"TPE suggestions for iteration {job.s.iteration}"
     if local:
-        out = await workflow.execute_local_activity(
+        out = await job.local_activity(
             suggest_candidates, inp, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary
         )
     else:
