@@ -1,7 +1,7 @@
 """Benchmark: orchestration overhead of the full stack vs a plain asyncio loop (SIMULATED LLM).
 
     python benchmarks/overhead.py [--rollouts 2000] [--latencies 0,200] [--concurrency 16]
-                                  [--layouts P2,P4,P1] [--quick] [--no-write]
+                                  [--layouts P2o,P2,P4o,P1] [--quick] [--no-write]
 
 The same kind of rollouts (banking77 task app -> policy LLM), about N of them (default 2,000), issued
 
@@ -33,6 +33,7 @@ by the set of evaluations in flight.
 
 Layouts (P = max_parallel_trials, k = num_evaluations_per_iteration, b = batch_size):
   P2: P=2, k=4, b=32 (8 per trial)   P4: P=4, k=4, b=16 (4 per trial)   P1: P=1, k=4, b=32 (16 per trial)
+  P2o, P4o: P2 and P4 with `mipro.overlap_iterations = true` (the next iteration starts while one drains)
 Pools: 32 bootstrap, 96 online, 32 validation, 32 test (disjoint banking77 train rows).
 
 Writes benchmarks/results/overhead.md, overhead.svg and overhead.json (the numbers behind them;
@@ -616,6 +617,14 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def vs_direct(run: Run, runs: list[Run]) -> str:
+    """The stack's wall time per rollout over the direct loop's at the same latency, in the same run."""
+    direct = next((d for d in runs if d.mode == "direct" and d.latency_ms == run.latency_ms), None)
+    if run.mode == "direct" or direct is None or not direct.rollouts or not run.rollouts:
+        return "-"
+    return f"{100 * ((run.wall / run.rollouts) / (direct.wall / direct.rollouts) - 1):+.1f}%"
+
+
 def summary_table(runs: list[Run], concurrency: int) -> str:
     rows = []
     for r in runs:
@@ -631,6 +640,7 @@ def summary_table(runs: list[Run], concurrency: int) -> str:
                 fmt(r.rate, 1),
                 fmt(ideal, 2) if ideal else "-",
                 f"{100 * r.over_ideal:+.1f}%" if ideal else "-",
+                vs_direct(r, runs),
                 fmt(search_rate, 1),
                 fmt(r.search_from_trials, 1),
                 r.timeline.max_in_flight,
@@ -653,6 +663,7 @@ def summary_table(runs: list[Run], concurrency: int) -> str:
             "rollouts/s",
             f"ideal s (R x L / {concurrency})",
             "vs ideal",
+            "vs direct loop (per rollout)",
             "search-phase rollouts/s",
             "same, from trial records",
             "max in flight",
@@ -991,9 +1002,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rollouts", type=int, default=2000, help="rollouts per run (default 2000)")
     ap.add_argument("--latencies", default="0,200", help="simulated LLM latencies in ms (default 0,200)")
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--layouts", default="P2,P4,P1", help=f"stack layouts, of {','.join(LAYOUTS)}")
-    ap.add_argument("--main-layout", default="P2", help="the layout detailed in the loss table and plot")
-    ap.add_argument("--quick", action="store_true", help="400 rollouts, layout P2 only")
+    ap.add_argument("--layouts", default="P2o,P2,P4o,P1", help=f"stack layouts, of {','.join(LAYOUTS)}")
+    ap.add_argument("--main-layout", default="P2o", help="the layout detailed in the loss table and plot")
+    ap.add_argument("--quick", action="store_true", help="400 rollouts, layout P2o only")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument(
         "--wait-quiet", type=float, default=300, help="before each run, wait up to this many seconds..."
@@ -1008,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     args.latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
     args.layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     if args.quick:
-        args.rollouts, args.layouts = 400, ["P2"]
+        args.rollouts, args.layouts = 400, ["P2o"]
     if args.main_layout not in args.layouts:
         args.main_layout = args.layouts[0]
     quiet_logs()
