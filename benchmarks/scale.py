@@ -295,9 +295,11 @@ class Level:
         return self.rollouts / self.wall
 
 
-async def run_level(env: WorkflowEnvironment, apps: Apps, n_jobs: int, seed: int) -> Level:
+async def run_level(
+    env: WorkflowEnvironment, apps: Apps, n_jobs: int, seed: int, overrides: list[str] | None = None
+) -> Level:
     pools = make_pools(SMALL_POOLS, seed)
-    config = job_config(apps.task_app_url, apps.llm_urls[0.0], pools, SMALL_JOB)
+    config = job_config(apps.task_app_url, apps.llm_urls[0.0], pools, [*SMALL_JOB, *(overrides or [])])
     queue = f"scale-{n_jobs}-{uuid.uuid4().hex[:6]}"
     client = env.client
     async with running_worker(client, WorkerOptions(task_queue=queue)):
@@ -365,9 +367,12 @@ class LongJob:
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
-async def run_long(env: WorkflowEnvironment, apps: Apps, trials: int, k: int = 8) -> LongJob:
+async def run_long(
+    env: WorkflowEnvironment, apps: Apps, trials: int, k: int = 8, overrides: list[str] | None = None
+) -> LongJob:
     pools = make_pools(LONG_POOLS, 4242)
-    config = job_config(apps.task_app_url, apps.llm_urls[0.0], pools, long_job(trials, k))
+    settings = [*long_job(trials, k), *(overrides or [])]
+    config = job_config(apps.task_app_url, apps.llm_urls[0.0], pools, settings)
     queue = f"scale-long-{uuid.uuid4().hex[:6]}"
     client = env.client
     async with running_worker(client, WorkerOptions(task_queue=queue)):
@@ -657,7 +662,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Level], LongJob | None
         try:
             for n in args.levels:
                 await wait_for_quiet(args.wait_quiet, args.quiet_load)
-                lv = await run_level(env, apps, n, seed=n)
+                lv = await run_level(env, apps, n, seed=n, overrides=args.overrides)
                 levels.append(lv)
                 print(
                     f"  [{time.strftime('%H:%M:%S')}] {n} jobs: {lv.rollouts} rollouts in {lv.wall:.1f} s "
@@ -667,7 +672,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Level], LongJob | None
                 )
             if not args.skip_long:
                 await wait_for_quiet(args.wait_quiet, args.quiet_load)
-                lj = await run_long(env, apps, args.long_trials)
+                lj = await run_long(env, apps, args.long_trials, overrides=args.overrides)
                 print(
                     f"  [{time.strftime('%H:%M:%S')}] long job: {lj.result.total_trials} trials in "
                     f"{lj.wall:.1f} s, {len(lj.runs)} runs",
@@ -686,6 +691,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--quick", action="store_true", help="levels 1,3 and a 96-trial long job")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="a config override of every job (repeatable), e.g. mipro.overlap_iterations=true",
+    )
     ap.add_argument("--wait-quiet", type=float, default=300, help="wait up to this many s before a run...")
     ap.add_argument("--quiet-load", type=float, default=1.5, help="...for the 1-min load average < this")
     args = ap.parse_args(argv)
