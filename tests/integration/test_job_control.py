@@ -128,15 +128,19 @@ async def test_pause_stops_new_trials_and_resume_gives_the_same_result(
     assert [e.type for e in events].count("mipro.job.paused") == 1
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["", "overlapped"])
 async def test_cancel_mid_rollout_cancels_in_flight_work_and_keeps_the_best(
     temporal_env: WorkflowEnvironment,
     banking77_data: Banking77Data,
     task_queue: str,
     capsys: pytest.CaptureFixture[str],
+    overlap: bool,
 ) -> None:
     m = job_config("http://unused", "http://unused").mipro
     blocks = minibatch_blocks(m.online_pool[:32], batch_size=8, seed=m.seed)
-    hang = set(blocks[1])  # the trials of iteration 1 hang until cancelled
+    # The trials of iteration 1 hang until cancelled; overlapped, those of iteration 2 (iteration 1 starts
+    # beside iteration 0, and its hung rollouts could hold the slots before 0 has landed).
+    hang = set(blocks[2 if overlap else 1])
     app = create_banking77(banking77_data, api_key=TASK_APP_KEY, hang_seeds=hang)
     with BackgroundServer(create_simllm(SimLLMSettings())) as llm, BackgroundServer(app) as server:
         overrides = [
@@ -147,13 +151,17 @@ async def test_cancel_mid_rollout_cancels_in_flight_work_and_keeps_the_best(
             "mipro.batch_size=8",
             "mipro.max_instructions=3",
             "mipro.num_iterations=20",
+            f"mipro.overlap_iterations={str(overlap).lower()}",
         ]
         config = job_config(server.url, llm.url, overrides)
         client = temporal_env.client
         async with running_worker(client, WorkerOptions(task_queue=task_queue)):
             handle = await jobs.start_job(client, config, task_queue=task_queue)
             await poll_progress(
-                client, handle.id, lambda _: bool(hang & app.state.stats.seeds), "a hung rollout"
+                client,
+                handle.id,
+                lambda p: bool(hang & app.state.stats.seeds) and p.trials_done > 0,
+                "a hung rollout after a landed iteration",
             )
             await handle.cancel()
             result = await handle.result()
