@@ -49,11 +49,11 @@ async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = No
     promotion = promotion_request(job, busy=busy) if s.promotion_due else None
     if promotion:
         busy.insert(0, promotion.top.key)
-    choices = await suggest(job, busy=busy, local=True, pending=in_flight)
+    started = len(pending.trials) if pending else 0
+    choices = await suggest(job, busy=busy, local=True, pending=in_flight, started=started)
     if not choices:
         return None  # the due promotion runs alone after the search
     s.promotion_due = False
-    started = len(pending.trials) if pending else 0
     requests, trials = trial_requests(job, choices, seeds, started=started)
     baseline = baseline_request(job, seeds)
     if baseline:

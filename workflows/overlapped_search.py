@@ -36,8 +36,10 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
                 pending = await _landed(job, pending)  # new instructions: the TPE's space changes
                 await regenerate(job)
             seeds = next_seeds()
-            if pending and _shares_baseline_seeds(job, pending, seeds):
-                pending = await _landed(job, pending)  # the baseline runs each seed once
+            if pending and (pending.iteration == 0 or _shares_baseline_seeds(job, pending, seeds)):
+                # The TPE's first suggestions see the first iteration's picks; the baseline runs each
+                # seed once.
+                pending = await _landed(job, pending)
             batch = await launch(job, seeds, pending)
             if batch is None:
                 if pending is None:

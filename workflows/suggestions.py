@@ -24,9 +24,11 @@ async def suggest(
     busy: list[str] | None = None,
     local: bool = False,
     pending: list[CandidateChoice] | None = None,
+    started: int = 0,
 ) -> list[CandidateChoice]:
     """This iteration's choices: the informative first picks, the TPE's, the leader when a re-run is due.
-    `busy`: keys the leader's re-run must not be; `pending`: choices in flight, not suggested again."""
+    `busy`: keys the leader's re-run must not be; `pending`: candidates in flight, not suggested again;
+    `started`: trials in flight, not yet recorded (this iteration's trial numbers come after them)."""
     k = job.m.num_evaluations_per_iteration
     seeded: list[CandidateChoice] = []
     if job.s.iteration == 0 and job.m.informative_first_iteration and workflow.patched(FIRST_ITERATION_PATCH):
@@ -37,21 +39,22 @@ async def suggest(
         seeded = decide.informative_choices(job.s.instructions, job.s.demo_sets, untried)[:k]
     if len(seeded) == k:
         return seeded
-    rerun = _leader_to_rerun(job, k - len(seeded), busy or [])
+    first_trial = len(job.s.trials) + started
+    rerun = _leader_to_rerun(job, first_trial, k - len(seeded), busy or [])
     wanted = k - len(seeded) - len(rerun)
     exclude = [c.as_params() for c in [*seeded, *(pending or [])]]
     fresh = await _tpe_suggest(job, wanted, exclude, local) if wanted else []
     return seeded + fresh + rerun
 
 
-def _leader_to_rerun(job: Job, slots: int, busy: list[str]) -> list[CandidateChoice]:
+def _leader_to_rerun(job: Job, first_trial: int, slots: int, busy: list[str]) -> list[CandidateChoice]:
     """[the leader] when one of this iteration's trial numbers is a multiple of `reevaluate_every_trials`.
 
     A candidate is promoted on its minibatch lift; the best of many noisy lifts is often luck. Running the
     leader again on the new block (paired with the baseline there) firms up its lift before it costs a
     validation, and tells the TPE which of its favourites hold up.
     """
-    if not decide.rerun_due(job.m.reevaluate_every_trials, len(job.s.trials), slots):
+    if not decide.rerun_due(job.m.reevaluate_every_trials, first_trial, slots):
         return []
     if not workflow.patched(REEVALUATE_PATCH):
         return []
