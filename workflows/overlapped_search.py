@@ -6,9 +6,10 @@ The price is one iteration of lag: the TPE suggests without the results of the i
 candidates are excluded, as Optuna's TPE treats running trials), and a due promotion rides in the
 iteration after next. The first iteration (the informative picks) lands before the second starts: with
 nothing known yet, a second iteration suggested blind cost a replicate of the vs-DSPy benchmark its
-leader's re-run and ended it on the baseline. Both iterations' batches run on one worker (its own rollout queue, `pin`), where
-they share the job's `max_concurrent` rollout slots, oldest first; so the per-job cap holds however many
-workers serve the job.
+leader's re-run and ended it on the baseline.
+
+Both iterations' batches run on one worker (its own rollout queue, `pin`), where they share the job's
+`max_concurrent` rollout slots, oldest first; so the per-job cap holds however many workers serve the job.
 """
 
 from __future__ import annotations
