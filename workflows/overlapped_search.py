@@ -36,7 +36,7 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
             if job.check_termination():
                 break
             if s.iteration in m.generate_at_iterations and s.iteration not in s.regenerated:
-                pending = await _landed(job, pending)  # new instructions: the TPE's space changes
+                pending = await _landed(job, pending)  # new instructions change the TPE's space
                 await regenerate(job)
             seeds = next_seeds()
             if pending and (pending.iteration == 0 or _shares_baseline_seeds(job, pending, seeds)):
@@ -66,14 +66,12 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
 
 
 async def _landed(job: Job, batch: IterationBatch | None) -> None:
-    """Land `batch` (if any) and mark the promotion its iteration makes due; None is what is left
-    pending."""
-    if batch is None:
-        return None
-    await land(job, batch)
-    if (batch.iteration + 1) % job.m.validate_every_iterations == 0:
-        job.s.promotion_due = True  # validated beside the next launched iteration's trials
-    return None
+    """Land `batch` (if any) and mark the promotion its iteration makes due. Returns None, what is then
+    pending: `pending = await _landed(job, pending)`."""
+    if batch is not None:
+        await land(job, batch)
+        if (batch.iteration + 1) % job.m.validate_every_iterations == 0:
+            job.s.promotion_due = True  # validated beside the next launched iteration's trials
 
 
 def _shares_baseline_seeds(job: Job, pending: IterationBatch, seeds: list[int]) -> bool:
