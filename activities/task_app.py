@@ -14,8 +14,8 @@ reports which data the app says it serves and whether the policy's LLM is the si
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +24,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mipro.activities.draining import DrainWatch, signal_workflow
 from mipro.activities.resources import WorkerResources, heartbeat_forever
 from mipro.activity_models import (
+    BatchDraining,
     BatchProgress,
     EvaluateBatchInput,
     EvaluateBatchOutput,
@@ -123,6 +125,14 @@ def resume_point(inp: EvaluateInput, heartbeat_details: Sequence[Any]) -> Evalua
     return last.next_attempt()
 
 
+def draining_notice(label: str, runs: Sequence[_ItemRun]) -> BatchDraining:
+    """The batch's scores so far, per item."""
+    scores = {
+        run.inp.label: {o.seed: o.score for o in run.state.finished if o.score is not None} for run in runs
+    }
+    return BatchDraining(label=label, scores=scores)
+
+
 def batch_resume_points(inp: EvaluateBatchInput) -> list[EvaluationProgress]:
     """Where each item of this attempt starts: from scratch, or after the last heartbeat's record of it
     (this activity's, else that of the lost attempt on another worker the batch was moved from)."""
@@ -142,6 +152,11 @@ class _ItemRun:
     state: EvaluationProgress
     version: str | None = None
     _last: tuple[tuple[int, Usage], dict[str, Any]] | None = None
+    to_start: int = 0  # its rollouts not started yet (in a batch: they wait for a slot)
+
+    def __post_init__(self) -> None:
+        finished = {o.seed for o in self.state.finished}
+        self.to_start = sum(1 for seed in self.inp.seeds if seed not in finished)
 
     def snapshot(self, registry: Registry) -> dict[str, Any]:
         """The heartbeat's record of this evaluation (what it has committed, while its version lives).
@@ -372,6 +387,12 @@ class TaskAppActivities:
             _ItemRun(item, state) for item, state in zip(inp.items, batch_resume_points(inp), strict=True)
         ]
         items = asyncio.Semaphore(inp.max_parallel)
+        watch = DrainWatch(
+            sum(run.to_start for run in runs),
+            inp.concurrency,
+            lambda: draining_notice(inp.label, runs),
+            self.notify_draining if inp.notify_draining else None,
+        )
 
         def progress() -> dict[str, Any]:
             return {"items": [run.snapshot(self.res.registry) for run in runs]}
@@ -380,17 +401,30 @@ class TaskAppActivities:
         # The job's slots, shared with its other batches running on this worker (overlapping iterations).
         async with self.res.job_rollout_slots(inp.job_id, inp.concurrency) as rollouts:
 
-            def slot() -> AbstractAsyncContextManager[None]:
-                return rollouts.slot(inp.priority)
-
             async def one(run: _ItemRun) -> EvaluateOutput:
+                @asynccontextmanager
+                async def slot() -> AsyncIterator[None]:
+                    async with rollouts.slot(inp.priority):
+                        run.to_start -= 1
+                        watch.started()
+                        yield
+
                 async with items:
-                    return await self._evaluate(run, slot)
+                    try:
+                        return await self._evaluate(run, slot)
+                    finally:  # what it did not start (a spent allowance, a failure) never will
+                        watch.started(run.to_start)
+                        run.to_start = 0
 
             try:
                 return EvaluateBatchOutput(outputs=list(await asyncio.gather(*(one(run) for run in runs))))
             finally:
                 beat.cancel()
+                watch.close()
+
+    async def notify_draining(self, notice: BatchDraining) -> None:
+        """Tell the job its batch drains (a method, so a test can watch the notices)."""
+        await signal_workflow(notice)
 
     @activity.defn(name="pin_rollout_worker")
     async def pin_rollout_worker(self) -> str:

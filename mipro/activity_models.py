@@ -235,6 +235,20 @@ class EvaluateBatchInput(BaseModel):
     # Where a lost attempt on another worker stopped (its last heartbeat), when the batch is started again on
     # a new worker: used when this activity has no heartbeat of its own yet.
     resume: BatchProgress | None = None
+    # Signal the workflow (BATCH_DRAINING_SIGNAL) once the rollouts still to start fit in one wave of
+    # `concurrency`: an overlapped search then launches the next iteration on the scores so far.
+    notify_draining: bool = False
+
+
+BATCH_DRAINING_SIGNAL = "batch_draining"
+
+
+class BatchDraining(BaseModel):
+    """A batch is near its end (one wave of rollouts left to start): its items' scores so far (item label
+    -> seed -> score)."""
+
+    label: str  # the batch's, e.g. "iteration-0003"
+    scores: dict[str, dict[int, float]]
 
 
 class EvaluateBatchOutput(BaseModel):

@@ -28,7 +28,10 @@ def search_space(instructions: list[list[str]], demo_sets: list[list[list[int]]]
     return space
 
 
-def tpe_history(summaries: list[CandidateSummary], baseline_key: str) -> list[tuple[list[int], float, int]]:
+Observation = tuple[list[int], float, int]  # a candidate's params, its paired lift, the seeds it rests on
+
+
+def tpe_history(summaries: list[CandidateSummary], baseline_key: str) -> list[Observation]:
     """(params, paired lift, seeds) per observed candidate: what the TPE learns from."""
     return [
         (c.choice.as_params(), c.paired_lift or 0.0, max(1, c.minibatch_n))

@@ -77,17 +77,18 @@ async def evaluate(
 
 
 async def evaluate_together(
-    job: Job, label: str, requests: list[EvaluationRequest], priority: int = 0
+    job: Job, label: str, requests: list[EvaluationRequest], priority: int = 0, notify_draining: bool = False
 ) -> list[EvaluateOutput]:
     """Several evaluations as one activity whose rollouts share `max_concurrent` slots, so one that
     finishes hands its slots to the others at once (no per-evaluation tails); at most
     `max_parallel_trials` of them have rollouts in flight at a time. Each is fitted to the budgets in
     order (what fits of it runs), and its failed rollouts are run again as `evaluate` does. `priority`:
-    beside the job's other batches on its pinned worker, a lower number gets freed slots first."""
+    beside the job's other batches on its pinned worker, a lower number gets freed slots first;
+    `notify_draining`: the activity signals when it drains (`Job.draining`)."""
     await job.gate()
     prepared = [_prepare(job, r, final=r.final, concurrency=job.m.max_concurrent) for r in requests]
     runnable = [p for p in prepared if not isinstance(p, EvaluateOutput)]
-    ran = iter(await _run_batch(job, label, runnable, priority) if runnable else [])
+    ran = iter(await _run_batch(job, label, runnable, priority, notify_draining) if runnable else [])
     outs = [p if isinstance(p, EvaluateOutput) else _checked(job, p[0].label, next(ran)) for p in prepared]
     # Re-runs are small (the failed seeds); side by side they split max_concurrent.
     sharing = len(requests)
@@ -209,7 +210,11 @@ async def _run_once(
 
 
 async def _run_batch(
-    job: Job, label: str, prepared: list[tuple[EvaluateInput, Usage]], priority: int = 0
+    job: Job,
+    label: str,
+    prepared: list[tuple[EvaluateInput, Usage]],
+    priority: int = 0,
+    notify_draining: bool = False,
 ) -> list[EvaluateOutput]:
     """One `evaluate_candidates` activity; the allowances were reserved by `_prepare` and are released."""
     items = [item for item, _ in prepared]
@@ -221,6 +226,7 @@ async def _run_batch(
         concurrency=m.max_concurrent,
         max_parallel=m.max_parallel_trials,
         priority=priority,
+        notify_draining=notify_draining,
     )
     job.evaluations_in_flight += len(items)
     try:

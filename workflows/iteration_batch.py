@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from mipro.activity_models import EvaluateOutput
+    from mipro.activity_models import BatchDraining, EvaluateOutput
+    from mipro.results import lift_stats
+    from mipro.search import Observation
     from mipro.types import CandidateChoice
 
 from mipro.workflows.baseline_block import baseline_request
@@ -33,6 +35,7 @@ class IterationBatch:
     promotion: Promotion | None
     labels: list[str]  # the evaluations' labels, in the order of the results
     results: asyncio.Task[list[EvaluateOutput]]
+    label: str = ""  # the batch activity's, e.g. "iteration-0003"
 
     def busy(self) -> list[CandidateChoice]:
         """The candidates it is evaluating: the next iteration neither suggests nor validates them."""
@@ -40,9 +43,16 @@ class IterationBatch:
         return choices + ([self.promotion.top.choice] if self.promotion else [])
 
 
-async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = None) -> IterationBatch | None:
-    """Start the iteration on `seeds` (beside `pending`, the iteration still in flight, if any). None: the
-    search space has nothing left to suggest."""
+async def launch(
+    job: Job,
+    seeds: list[int],
+    pending: IterationBatch | None = None,
+    partial: list[Observation] | None = None,
+    notify_draining: bool = False,
+) -> IterationBatch | None:
+    """Start the iteration on `seeds` (beside `pending`, the iteration still in flight, if any, whose
+    `partial` evidence the TPE learns from). `notify_draining`: its activity signals when it drains. None:
+    the search space has nothing left to suggest."""
     s = job.s
     in_flight = pending.busy() if pending else []
     busy = [c.key for c in in_flight]
@@ -50,7 +60,7 @@ async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = No
     if promotion:
         busy.insert(0, promotion.top.key)
     started = len(pending.trials) if pending else 0
-    choices = await suggest(job, busy=busy, local=True, pending=in_flight, started=started)
+    choices = await suggest(job, busy=busy, local=True, pending=in_flight, started=started, partial=partial)
     if not choices:
         return None  # the due promotion runs alone after the search
     s.promotion_due = False
@@ -61,9 +71,29 @@ async def launch(job: Job, seeds: list[int], pending: IterationBatch | None = No
     if promotion:
         requests.append(promotion.request)
     label = f"iteration-{s.iteration:04d}"
-    results = asyncio.create_task(evaluate_together(job, label, requests, priority=s.iteration))
+    evaluations = evaluate_together(job, label, requests, s.iteration, notify_draining)
     labels = [r.label for r in requests]
-    return IterationBatch(s.iteration, seeds, trials, baseline, promotion, labels, results)
+    results = asyncio.create_task(evaluations)
+    return IterationBatch(s.iteration, seeds, trials, baseline, promotion, labels, results, label)
+
+
+def partial_evidence(job: Job, batch: IterationBatch, notice: BatchDraining) -> list[Observation]:
+    """What the batch's trials have shown so far: each new candidate's paired lift over the baseline on the
+    block's seeds both have scores for (the baseline's own scores on the block may be in the batch too)."""
+    base = {**job.s.online_cache.get(job.baseline_hash(), {})}
+    if batch.baseline:
+        base.update(notice.scores.get(batch.baseline.label, {}))
+    known = {c.key for c in job.summaries()}
+    observations = []
+    for choice, label in batch.trials:
+        if choice.key in known:
+            continue  # a re-run leader: the TPE knows it already
+        cached = job.s.online_cache.get(job.compile(choice).content_hash, {})
+        cache = {**cached, **notice.scores.get(label, {})}
+        lift, n = lift_stats(cache, base, batch.seeds)
+        if lift is not None:
+            observations.append((choice.as_params(), lift, n))
+    return observations
 
 
 async def land(job: Job, batch: IterationBatch) -> None:

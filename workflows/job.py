@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from mipro import search_attributes as sa
-    from mipro.activity_models import RolloutTarget
+    from mipro.activity_models import BatchDraining, RolloutTarget
     from mipro.budget import budget_name, termination_reason
     from mipro.compile import compile_choice
     from mipro.config import JobConfig, PoolName
@@ -51,6 +51,9 @@ class Job:
         # the job's shared rollout queue.
         self.pinned_rollout_queue: str | None = None
         self._after_local: tuple[datetime, datetime] | None = None  # (time before, workflow.now() after)
+        # Batches that drain (overlapped iterations: one wave of rollouts left to start), by batch label:
+        # their scores so far.
+        self.draining: dict[str, BatchDraining] = {}
 
     def adopt_config(self, config: JobConfig) -> None:
         """Run on `config` from now on (and carry it to the next run): the gathered baseline prompt."""

@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from mipro.activity_models import BATCH_DRAINING_SIGNAL, BatchDraining
     from mipro.job_models import (
         BestPrompt,
         CandidateSummary,
@@ -95,6 +96,12 @@ class MiproWorkflow:
     @workflow.query
     def best(self) -> BestPrompt:
         return best_prompt(self.job)
+
+    # ---- signals -----------------------------------------------------------------------------------
+    @workflow.signal(name=BATCH_DRAINING_SIGNAL)
+    def batch_draining(self, notice: BatchDraining) -> None:
+        """From the evaluation activity: an iteration's batch drains (overlapped iterations)."""
+        self.job.draining[notice.label] = notice
 
     # ---- updates: start, pause, resume -------------------------------------------------------------
     @workflow.update

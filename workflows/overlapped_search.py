@@ -1,37 +1,49 @@
-"""Overlapped iterations (`mipro.overlap_iterations`): each iteration is launched while the previous one is
-still in flight, so its rollouts take the slots the previous one's last wave leaves idle, and its TPE
-suggestion runs while the previous one's rollouts do.
+"""Overlapped iterations (`mipro.overlap_iterations`): each iteration is launched while the previous one
+drains, so its rollouts take the slots the previous one's last waves leave idle, and its TPE suggestion
+runs while the previous one's last rollouts do.
 
-The price is one iteration of lag: the TPE suggests without the results of the iteration in flight (its
-candidates are excluded, as Optuna's TPE treats running trials), and a due promotion rides in the
-iteration after next. The first iteration (the informative picks) lands before the second starts: with
-nothing known yet, a second iteration suggested blind cost a replicate of the vs-DSPy benchmark its
-leader's re-run and ended it on the baseline.
+The previous iteration's activity signals when its rollouts still to start fit in one wave of slots
+(`BatchDraining`, with the scores so far); the TPE then learns from its trials' paired lifts on the seeds
+they have finished, and excludes their candidates, as Optuna's TPE does running trials. A due promotion
+rides in the iteration after next. The first iteration (the informative picks) lands before the second
+starts: with nothing known yet, a second iteration suggested blind cost a replicate of the vs-DSPy
+benchmark its leader's re-run and ended it on the baseline.
 
 Both iterations' batches run on one worker (its own rollout queue, `pin`), where they share the job's
 `max_concurrent` rollout slots, oldest first; so the per-job cap holds however many workers serve the job.
+Runs recorded before DRAINING_PATCH launched the next iteration as soon as the previous one had started,
+its TPE blind to that one's results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mipro.search import Observation
+
 from mipro.workflows.baseline_block import baseline_request
-from mipro.workflows.iteration_batch import IterationBatch, land, launch
+from mipro.workflows.iteration_batch import IterationBatch, land, launch, partial_evidence
 from mipro.workflows.job import Job
 from mipro.workflows.pinning import pin
 from mipro.workflows.proposal import regenerate
 
 OVERLAP_PATCH = "overlapped-iterations"
+DRAINING_PATCH = "overlap-when-draining"
 
 
 async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -> None:
     """The search's iterations, two in flight at a time; every iteration is landed when this returns."""
     m, s = job.m, job.s
     await pin(job)
+    when_draining = workflow.patched(DRAINING_PATCH)
     pending: IterationBatch | None = None
     try:
         while s.iteration < m.num_iterations and s.stop_reason is None:
+            if pending is not None and when_draining:
+                pending = await _drained(job, pending)
             await job.gate()
             if job.check_termination():
                 break
@@ -43,7 +55,8 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
                 # The TPE's first suggestions see the first iteration's picks; the baseline runs each
                 # seed once.
                 pending = await _landed(job, pending)
-            batch = await launch(job, seeds, pending)
+            partial = _partial(job, pending) if when_draining else None
+            batch = await launch(job, seeds, pending, partial, notify_draining=when_draining)
             if batch is None:
                 if pending is None:
                     s.stop_reason = "search_space_exhausted"
@@ -65,11 +78,39 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
     await _landed(job, pending)
 
 
+async def _drained(job: Job, pending: IterationBatch) -> IterationBatch | None:
+    """Wait until the pending batch drains (its activity's signal) or is done; a done one is
+    landed (its results are all in: the next iteration is suggested as in a synchronous search). Returns
+    what is still pending."""
+    await workflow.wait_condition(lambda: pending.label in job.draining or pending.results.done())
+    if pending.results.done():
+        return await _landed(job, pending)
+    return pending
+
+
+def _partial(job: Job, pending: IterationBatch | None) -> list[Observation] | None:
+    """The pending batch's trials on the seeds they have finished, when it signalled that it drains."""
+    notice = job.draining.get(pending.label) if pending is not None else None
+    if pending is None or notice is None:
+        return None
+    partial = partial_evidence(job, pending, notice)
+    seeds = [n for _, _, n in partial]
+    of = len(partial) * len(pending.seeds)
+    job.emit(
+        "mipro.iteration.overlapped",
+        f"iteration {job.s.iteration} starts while iteration {pending.iteration} drains: its TPE sees "
+        f"{len(partial)} of that iteration's trials on {sum(seeds)} of {of} seeds",
+        {"iteration": job.s.iteration, "beside": pending.iteration, "partial_seeds": seeds},
+    )
+    return partial
+
+
 async def _landed(job: Job, batch: IterationBatch | None) -> None:
     """Land `batch` (if any) and mark the promotion its iteration makes due. Returns None, what is then
     pending: `pending = await _landed(job, pending)`."""
     if batch is not None:
         await land(job, batch)
+        job.draining.pop(batch.label, None)
         if (batch.iteration + 1) % job.m.validate_every_iterations == 0:
             job.s.promotion_due = True  # validated beside the next launched iteration's trials
 

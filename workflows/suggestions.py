@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.activities.search import suggest_candidates
     from mipro.activity_models import SuggestInput
+    from mipro.search import Observation
     from mipro.types import CandidateChoice
 
 from mipro.workflows.job import RETRY, Job
@@ -25,10 +26,12 @@ async def suggest(
     local: bool = False,
     pending: list[CandidateChoice] | None = None,
     started: int = 0,
+    partial: list[Observation] | None = None,
 ) -> list[CandidateChoice]:
     """This iteration's choices: the informative first picks, the TPE's, the leader when a re-run is due.
     `busy`: keys the leader's re-run must not be; `pending`: candidates in flight, not suggested again;
-    `started`: trials in flight, not yet recorded (this iteration's trial numbers come after them)."""
+    `started`: trials in flight, not yet recorded (this iteration's trial numbers come after them);
+    `partial`: what the TPE also learns from, the lifts of trials in flight on the seeds they finished."""
     k = job.m.num_evaluations_per_iteration
     seeded: list[CandidateChoice] = []
     if job.s.iteration == 0 and job.m.informative_first_iteration and workflow.patched(FIRST_ITERATION_PATCH):
@@ -43,7 +46,7 @@ async def suggest(
     rerun = _leader_to_rerun(job, first_trial, k - len(seeded), busy or [])
     wanted = k - len(seeded) - len(rerun)
     exclude = [c.as_params() for c in [*seeded, *(pending or [])]]
-    fresh = await _tpe_suggest(job, wanted, exclude, local) if wanted else []
+    fresh = await _tpe_suggest(job, wanted, exclude, local, partial or []) if wanted else []
     return seeded + fresh + rerun
 
 
@@ -62,12 +65,14 @@ def _leader_to_rerun(job: Job, first_trial: int, slots: int, busy: list[str]) ->
     return [top.choice] if top is not None else []
 
 
-async def _tpe_suggest(job: Job, k: int, exclude: list[list[int]], local: bool) -> list[CandidateChoice]:
+async def _tpe_suggest(
+    job: Job, k: int, exclude: list[list[int]], local: bool, partial: list[Observation]
+) -> list[CandidateChoice]:
     """The TPE's k picks. `local`: as a local activity (no round trip through the server's task queue;
     it is a pure function of its input, so any workflow worker can run it)."""
     inp = SuggestInput(
         space=decide.search_space(job.s.instructions, job.s.demo_sets),
-        history=decide.tpe_history(job.summaries(), job.baseline.key),
+        history=decide.tpe_history(job.summaries(), job.baseline.key) + partial,
         tpe=job.m.tpe,
         seed=(job.m.seed * 1_000_003 + job.s.iteration) % 2**31,
         k=k,

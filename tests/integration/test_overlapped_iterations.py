@@ -43,6 +43,7 @@ class BatchRun:
     started: datetime | None = None
     closed: datetime | None = None
     labels: set[str] = field(default_factory=set)  # its evaluations' labels
+    label: str = ""  # the batch's, e.g. "iteration-0002"
 
 
 async def heartbeats(handle: WorkflowHandle) -> list[set[tuple[str, int]]]:
@@ -68,7 +69,9 @@ async def batch_runs(handle: WorkflowHandle) -> list[BatchRun]:
                 resume = inp.get("resume") and Progress(**inp["resume"])
                 labels = {item["label"] for item in inp["items"]}
                 at = event.event_time.ToDatetime()
-                runs[event.event_id] = BatchRun(attrs.task_queue.name, at, resume, labels=labels)
+                runs[event.event_id] = BatchRun(
+                    attrs.task_queue.name, at, resume, labels=labels, label=inp["label"]
+                )
         elif event.HasField("activity_task_started_event_attributes"):
             run = runs.get(event.activity_task_started_event_attributes.scheduled_event_id)
             if run is not None:
@@ -83,6 +86,18 @@ async def batch_runs(handle: WorkflowHandle) -> list[BatchRun]:
                 if run is not None:
                     run.closed = event.event_time.ToDatetime()
     return list(runs.values())
+
+
+async def draining_signals(handle: WorkflowHandle) -> dict[str, datetime]:
+    """When each batch's `batch_draining` signal reached the workflow, by batch label."""
+    signals = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            attrs = event.workflow_execution_signaled_event_attributes
+            if attrs.signal_name == "batch_draining":
+                label = json.loads(attrs.input.payloads[0].data)["label"]
+                signals[label] = event.event_time.ToDatetime()
+    return signals
 
 
 def overlapping_pairs(runs: list[BatchRun]) -> int:
@@ -106,7 +121,7 @@ async def test_two_workers_overlapping_iterations_keep_the_jobs_rollout_cap(
     app = create_banking77(banking77_data, api_key=TASK_APP_KEY)
     with (
         BackgroundServer(app) as counted_app,
-        BackgroundServer(create_simllm(SimLLMSettings(latency_ms=30))) as slow_llm,
+        BackgroundServer(create_simllm(SimLLMSettings(latency_ms=100))) as slow_llm,
     ):
         overrides = [*OVERLAP, f'policy.inference_url="{slow_llm.url}/v1"', f"mipro.max_concurrent={cap}"]
         config = job_config(counted_app.url, simllm.url, overrides)
@@ -117,8 +132,10 @@ async def test_two_workers_overlapping_iterations_keep_the_jobs_rollout_cap(
         async with running_worker(client, options), running_worker(other, options):
             handle = await jobs.start_job(client, config, task_queue=task_queue)
             result: OptimizationResult = await handle.result()
+            events = await handle.query(MiproWorkflow.events, EventsQuery(since_seq=-1, limit=1000))
         stats = app.state.stats
         runs = await batch_runs(handle)
+        signals = await draining_signals(handle)
 
     assert result.status == "succeeded" and result.stop_reason is None
     assert result.total_trials == 12 and [t.trial for t in result.trials] == list(range(12))
@@ -129,6 +146,22 @@ async def test_two_workers_overlapping_iterations_keep_the_jobs_rollout_cap(
     assert overlapping_pairs(runs) >= 2, "iterations overlapped"
     assert stats.max_in_flight <= cap, "the job's cap held over its overlapping batches"
     assert stats.in_flight == 0 and stats.completed == result.total_rollouts
+    # Iterations 2 and 3 started as the one before drained, whose partial results their TPE saw
+    # (iteration 1 starts after iteration 0 has landed).
+    overlapped = [e.data for e in events if e.type == "mipro.iteration.overlapped"]
+    assert [(d["iteration"], d["beside"]) for d in overlapped] == [(2, 1), (3, 2)]
+    by_label = {run.label: run for run in runs}
+    for wave in overlapped:
+        before, after = (
+            by_label[f"iteration-{wave['beside']:04d}"],
+            by_label[f"iteration-{wave['iteration']:04d}"],
+        )
+        assert 1 <= len(wave["partial_seeds"]) <= 3 and sum(wave["partial_seeds"]) > 0, wave
+        assert all(n <= 16 for n in wave["partial_seeds"]), "at most the block's seeds"
+        assert before.started and before.closed
+        assert before.started < signals[before.label] <= after.scheduled < before.closed, (
+            "launched as it drained"
+        )
 
 
 async def test_a_pinned_worker_that_dies_hands_the_job_to_another(

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from temporalio.testing import ActivityEnvironment
 
 from mipro.activities.task_app import TaskAppActivities
-from mipro.activity_models import BatchProgress, EvaluateBatchInput, EvaluationProgress
+from mipro.activity_models import BatchDraining, BatchProgress, EvaluateBatchInput, EvaluationProgress
 from mipro.serving import BackgroundServer
 from mipro.types import SeedOutcome
 from tests.unit.test_task_app_activities import REWARD, activities, evaluate_input
@@ -164,3 +164,31 @@ async def test_a_batch_moved_to_another_worker_resumes_from_the_lost_attempts_he
         )
     assert app.arrived == [("A", 0)], "only the seed the lost attempt did not finish ran"
     assert [o.score for o in out.outputs[0].outcomes] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("notify", [True, False])
+async def test_a_batch_signals_once_when_its_rollouts_left_fit_in_one_wave(
+    activities: TaskAppActivities, notify: bool
+) -> None:
+    """With `notify_draining`, the batch tells the job once, when the rollouts still to start fit in one
+    wave of its slots (2 of 8 here), with each item's scores so far: 6 started, 2 of them in flight."""
+    notices: list[tuple[BatchDraining, int]] = []
+    app = RecordingApp()
+
+    async def record(notice: BatchDraining) -> None:
+        notices.append((notice, len(app.arrived)))
+
+    activities.notify_draining = record  # type: ignore[method-assign]
+    with BackgroundServer(app.app()) as server:
+        inp = batch(server.url, {"A": [0, 1, 2, 3], "B": [10, 11, 12, 13]}, concurrency=2, max_parallel=2)
+        inp.notify_draining = notify
+        out = await ActivityEnvironment().run(activities.evaluate_candidates, inp)
+    assert all(len(item.outcomes) == 4 for item in out.outputs)
+    if not notify:
+        assert notices == []
+        return
+    [(notice, arrived)] = notices
+    assert notice.label == "iteration-0000" and set(notice.scores) == {"A", "B"}
+    assert arrived <= 6, "sent when the sixth rollout got its slot"
+    assert sum(len(scores) for scores in notice.scores.values()) == 4, "6 started, 2 in flight"
+    assert all(score == 1.0 for scores in notice.scores.values() for score in scores.values())
