@@ -684,7 +684,8 @@ def versions() -> dict[str, str]:
 async def run_all(args: argparse.Namespace, data: BenchTask) -> list[RunRecord]:
     key = "sk_env_bench_" + uuid.uuid4().hex[:8]
     os.environ["ENVIRONMENT_API_KEY"] = key
-    counter = CallCounter(create_simllm(SimLLMSettings(profile=args.simllm_profile)))
+    settings = SimLLMSettings(profile=args.simllm_profile, latency_ms=args.simllm_latency_ms)
+    counter = CallCounter(create_simllm(settings))
     autos = ["light"] if args.quick else [a for a in ("light", "medium") if a in args.systems]
     records: list[RunRecord] = []
     with BackgroundServer(counter) as llm, BackgroundServer(data.make_app(key)) as app:
@@ -774,6 +775,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="banking77")
     parser.add_argument(
         "--simllm-profile", choices=PROFILES, default="default", help="the simulated LLM's profile"
+    )
+    parser.add_argument(
+        "--simllm-latency-ms",
+        type=float,
+        default=0.0,
+        help="the simulated LLM's latency per call (default 0; overlapped iterations depend on it)",
     )
     parser.add_argument(
         "--systems", default="light,medium", help="DSPy settings to run, comma-separated (default both)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mipro.job_models import CandidateSummary, JobState
+from mipro.types import CandidateChoice
 
 
 def mean(values: list[float]) -> float | None:
@@ -18,28 +19,37 @@ def lift_stats(
     return mean(diffs), len(diffs)
 
 
-def candidate_summaries(state: JobState, baseline_hash: str, baseline_key: str) -> list[CandidateSummary]:
-    """One summary per distinct candidate tried (and the baseline), in order of first appearance."""
-    base_cache = state.online_cache.get(baseline_hash, {})
+def candidate_summaries(
+    state: JobState,
+    baseline_hash: str,
+    baseline_key: str,
+    tried: list[tuple[CandidateChoice, str]] | None = None,
+    online_cache: dict[str, dict[int, float]] | None = None,
+) -> list[CandidateSummary]:
+    """One summary per distinct candidate tried (and the baseline), in order of first appearance.
+    `tried` (choice, content hash) and `online_cache` stand in for the state's trials and scores when
+    given (a view that includes trials in flight)."""
+    scores = state.online_cache if online_cache is None else online_cache
+    base_cache = scores.get(baseline_hash, {})
     seen: dict[str, CandidateSummary] = {}
-    for trial in state.trials:
-        if trial.choice.key in seen:
+    for choice, candidate_hash in (
+        tried if tried is not None else [(t.choice, t.candidate_hash) for t in state.trials]
+    ):
+        if choice.key in seen:
             continue
-        cache = state.online_cache.get(trial.candidate_hash, {})
+        cache = scores.get(candidate_hash, {})
         lift, _ = lift_stats(cache, base_cache)
-        seen[trial.choice.key] = CandidateSummary(
-            key=trial.choice.key,
-            choice=trial.choice,
-            candidate_hash=trial.candidate_hash,
-            demo_counts=[len(state.demo_sets[i][d]) for i, d in enumerate(trial.choice.demo_set)],
+        seen[choice.key] = CandidateSummary(
+            key=choice.key,
+            choice=choice,
+            candidate_hash=candidate_hash,
+            demo_counts=[len(state.demo_sets[i][d]) for i, d in enumerate(choice.demo_set)],
             minibatch_score=mean(list(cache.values())),
             minibatch_n=len(cache),
             paired_lift=lift,
-            validation_score=state.validation.get(trial.choice.key),
+            validation_score=state.validation.get(choice.key),
         )
     if baseline_key not in seen and state.instructions:
-        from mipro.types import CandidateChoice
-
         n = len(state.instructions)
         choice = CandidateChoice(instruction=[0] * n, demo_set=[0] * n)
         seen[baseline_key] = CandidateSummary(

@@ -28,10 +28,7 @@ def search_space(instructions: list[list[str]], demo_sets: list[list[list[int]]]
     return space
 
 
-Observation = tuple[list[int], float, int]  # a candidate's params, its paired lift, the seeds it rests on
-
-
-def tpe_history(summaries: list[CandidateSummary], baseline_key: str) -> list[Observation]:
+def tpe_history(summaries: list[CandidateSummary], baseline_key: str) -> list[tuple[list[int], float, int]]:
     """(params, paired lift, seeds) per observed candidate: what the TPE learns from."""
     return [
         (c.choice.as_params(), c.paired_lift or 0.0, max(1, c.minibatch_n))

@@ -12,8 +12,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mipro.activity_models import BatchDraining, EvaluateOutput
-    from mipro.results import lift_stats
-    from mipro.search import Observation
+    from mipro.job_models import CandidateSummary
+    from mipro.results import candidate_summaries
     from mipro.types import CandidateChoice
 
 from mipro.workflows.baseline_block import baseline_request
@@ -47,20 +47,25 @@ async def launch(
     job: Job,
     seeds: list[int],
     pending: IterationBatch | None = None,
-    partial: list[Observation] | None = None,
+    view: DrainingView | None = None,
     notify_draining: bool = False,
 ) -> IterationBatch | None:
-    """Start the iteration on `seeds` (beside `pending`, the iteration still in flight, if any, whose
-    `partial` evidence the TPE learns from). `notify_draining`: its activity signals when it drains. None:
-    the search space has nothing left to suggest."""
+    """Start the iteration on `seeds` (beside `pending`, the iteration still in flight, if any, as `view`
+    shows it when it drains). `notify_draining`: its activity signals when it drains. None: the search
+    space has nothing left to suggest."""
     s = job.s
     in_flight = pending.busy() if pending else []
     busy = [c.key for c in in_flight]
     promotion = promotion_request(job, busy=busy) if s.promotion_due else None
     if promotion:
         busy.insert(0, promotion.top.key)
+    if view is not None:
+        busy = [key for key in busy if key not in view.finished]
     started = len(pending.trials) if pending else 0
-    choices = await suggest(job, busy=busy, local=True, pending=in_flight, started=started, partial=partial)
+    summaries = view.summaries if view else None
+    choices = await suggest(
+        job, busy=busy, local=True, pending=in_flight, started=started, summaries=summaries
+    )
     if not choices:
         return None  # the due promotion runs alone after the search
     s.promotion_due = False
@@ -77,23 +82,34 @@ async def launch(
     return IterationBatch(s.iteration, seeds, trials, baseline, promotion, labels, results, label)
 
 
-def partial_evidence(job: Job, batch: IterationBatch, notice: BatchDraining) -> list[Observation]:
-    """What the batch's trials have shown so far: each new candidate's paired lift over the baseline on the
-    block's seeds both have scores for (the baseline's own scores on the block may be in the batch too)."""
-    base = {**job.s.online_cache.get(job.baseline_hash(), {})}
+@dataclass(frozen=True)
+class DrainingView:
+    """The job's candidates as they will stand once a draining batch lands, as far as its scores so far
+    tell: its trials' candidates on the seeds they have finished (`summaries`), and `finished`, the keys
+    of those whose seeds are all done (no longer busy: the next iteration may re-run one as the leader)."""
+
+    summaries: list[CandidateSummary]
+    finished: set[str]
+    seen_seeds: dict[str, int]  # each of its trials' seeds with a score so far, by candidate key
+
+
+def draining_view(job: Job, batch: IterationBatch, notice: BatchDraining) -> DrainingView:
+    """The draining batch's scores so far (its baseline's on the block too) merged into the job's."""
+    cache = {content_hash: dict(scores) for content_hash, scores in job.s.online_cache.items()}
     if batch.baseline:
-        base.update(notice.scores.get(batch.baseline.label, {}))
-    known = {c.key for c in job.summaries()}
-    observations = []
+        cache.setdefault(job.baseline_hash(), {}).update(notice.scores.get(batch.baseline.label, {}))
+    tried = [(t.choice, t.candidate_hash) for t in job.s.trials]
+    finished, seen = set(), {}
     for choice, label in batch.trials:
-        if choice.key in known:
-            continue  # a re-run leader: the TPE knows it already
-        cached = job.s.online_cache.get(job.compile(choice).content_hash, {})
-        cache = {**cached, **notice.scores.get(label, {})}
-        lift, n = lift_stats(cache, base, batch.seeds)
-        if lift is not None:
-            observations.append((choice.as_params(), lift, n))
-    return observations
+        content_hash = job.compile(choice).content_hash
+        scores = cache.setdefault(content_hash, {})
+        scores.update(notice.scores.get(label, {}))
+        seen[choice.key] = sum(1 for seed in batch.seeds if seed in scores)
+        if seen[choice.key] == len(batch.seeds):
+            finished.add(choice.key)
+        tried.append((choice, content_hash))
+    summaries = candidate_summaries(job.s, job.baseline_hash(), job.baseline.key, tried, cache)
+    return DrainingView(summaries, finished, seen)
 
 
 async def land(job: Job, batch: IterationBatch) -> None:

@@ -21,11 +21,8 @@ from collections.abc import Callable
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from mipro.search import Observation
-
 from mipro.workflows.baseline_block import baseline_request
-from mipro.workflows.iteration_batch import IterationBatch, land, launch, partial_evidence
+from mipro.workflows.iteration_batch import DrainingView, IterationBatch, draining_view, land, launch
 from mipro.workflows.job import Job
 from mipro.workflows.pinning import pin
 from mipro.workflows.proposal import regenerate
@@ -55,8 +52,8 @@ async def overlapped_iterations(job: Job, next_seeds: Callable[[], list[int]]) -
                 # The TPE's first suggestions see the first iteration's picks; the baseline runs each
                 # seed once.
                 pending = await _landed(job, pending)
-            partial = _partial(job, pending) if when_draining else None
-            batch = await launch(job, seeds, pending, partial, notify_draining=when_draining)
+            view = _view(job, pending) if when_draining else None
+            batch = await launch(job, seeds, pending, view, notify_draining=when_draining)
             if batch is None:
                 if pending is None:
                     s.stop_reason = "search_space_exhausted"
@@ -88,21 +85,26 @@ async def _drained(job: Job, pending: IterationBatch) -> IterationBatch | None:
     return pending
 
 
-def _partial(job: Job, pending: IterationBatch | None) -> list[Observation] | None:
-    """The pending batch's trials on the seeds they have finished, when it signalled that it drains."""
+def _view(job: Job, pending: IterationBatch | None) -> DrainingView | None:
+    """The pending batch as its draining signal shows it (None: no signal)."""
     notice = job.draining.get(pending.label) if pending is not None else None
     if pending is None or notice is None:
         return None
-    partial = partial_evidence(job, pending, notice)
-    seeds = [n for _, _, n in partial]
-    of = len(partial) * len(pending.seeds)
+    view = draining_view(job, pending, notice)
+    seen = sum(view.seen_seeds.values())
     job.emit(
         "mipro.iteration.overlapped",
-        f"iteration {job.s.iteration} starts while iteration {pending.iteration} drains: its TPE sees "
-        f"{len(partial)} of that iteration's trials on {sum(seeds)} of {of} seeds",
-        {"iteration": job.s.iteration, "beside": pending.iteration, "partial_seeds": seeds},
+        f"iteration {job.s.iteration} starts while iteration {pending.iteration} drains: the TPE sees its "
+        f"{len(pending.trials)} trials on {seen} of {len(pending.trials) * len(pending.seeds)} seeds, "
+        f"{len(view.finished)} of them finished",
+        {
+            "iteration": job.s.iteration,
+            "beside": pending.iteration,
+            "seen_seeds": list(view.seen_seeds.values()),
+            "finished": sorted(view.finished),
+        },
     )
-    return partial
+    return view
 
 
 async def _landed(job: Job, batch: IterationBatch | None) -> None:

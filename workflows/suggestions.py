@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from mipro import search as decide
     from mipro.activities.search import suggest_candidates
     from mipro.activity_models import SuggestInput
-    from mipro.search import Observation
+    from mipro.job_models import CandidateSummary
     from mipro.types import CandidateChoice
 
 from mipro.workflows.job import RETRY, Job
@@ -26,12 +26,13 @@ async def suggest(
     local: bool = False,
     pending: list[CandidateChoice] | None = None,
     started: int = 0,
-    partial: list[Observation] | None = None,
+    summaries: list[CandidateSummary] | None = None,
 ) -> list[CandidateChoice]:
     """This iteration's choices: the informative first picks, the TPE's, the leader when a re-run is due.
     `busy`: keys the leader's re-run must not be; `pending`: candidates in flight, not suggested again;
     `started`: trials in flight, not yet recorded (this iteration's trial numbers come after them);
-    `partial`: what the TPE also learns from, the lifts of trials in flight on the seeds they finished."""
+    `summaries`: the candidates as the leader's re-run and the TPE see them (default: the job's; with an
+    iteration draining, its trials on the seeds they have finished too)."""
     k = job.m.num_evaluations_per_iteration
     seeded: list[CandidateChoice] = []
     if job.s.iteration == 0 and job.m.informative_first_iteration and workflow.patched(FIRST_ITERATION_PATCH):
@@ -43,14 +44,17 @@ async def suggest(
     if len(seeded) == k:
         return seeded
     first_trial = len(job.s.trials) + started
-    rerun = _leader_to_rerun(job, first_trial, k - len(seeded), busy or [])
+    summaries = job.summaries() if summaries is None else summaries
+    rerun = _leader_to_rerun(job, summaries, first_trial, k - len(seeded), busy or [])
     wanted = k - len(seeded) - len(rerun)
     exclude = [c.as_params() for c in [*seeded, *(pending or [])]]
-    fresh = await _tpe_suggest(job, wanted, exclude, local, partial or []) if wanted else []
+    fresh = await _tpe_suggest(job, summaries, wanted, exclude, local) if wanted else []
     return seeded + fresh + rerun
 
 
-def _leader_to_rerun(job: Job, first_trial: int, slots: int, busy: list[str]) -> list[CandidateChoice]:
+def _leader_to_rerun(
+    job: Job, summaries: list[CandidateSummary], first_trial: int, slots: int, busy: list[str]
+) -> list[CandidateChoice]:
     """[the leader] when one of this iteration's trial numbers is a multiple of `reevaluate_every_trials`.
 
     A candidate is promoted on its minibatch lift; the best of many noisy lifts is often luck. Running the
@@ -61,18 +65,18 @@ def _leader_to_rerun(job: Job, first_trial: int, slots: int, busy: list[str]) ->
         return []
     if not workflow.patched(REEVALUATE_PATCH):
         return []
-    top = decide.leader(job.summaries(), [*job.s.validation, *busy], job.m.batch_size)
+    top = decide.leader(summaries, [*job.s.validation, *busy], job.m.batch_size)
     return [top.choice] if top is not None else []
 
 
 async def _tpe_suggest(
-    job: Job, k: int, exclude: list[list[int]], local: bool, partial: list[Observation]
+    job: Job, summaries: list[CandidateSummary], k: int, exclude: list[list[int]], local: bool
 ) -> list[CandidateChoice]:
     """The TPE's k picks. `local`: as a local activity (no round trip through the server's task queue;
     it is a pure function of its input, so any workflow worker can run it)."""
     inp = SuggestInput(
         space=decide.search_space(job.s.instructions, job.s.demo_sets),
-        history=decide.tpe_history(job.summaries(), job.baseline.key) + partial,
+        history=decide.tpe_history(summaries, job.baseline.key),
         tpe=job.m.tpe,
         seed=(job.m.seed * 1_000_003 + job.s.iteration) % 2**31,
         k=k,
